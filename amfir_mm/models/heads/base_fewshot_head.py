@@ -1,0 +1,124 @@
+"""Base class of few-shot metric heads: query-to-class distances."""
+from abc import ABCMeta, abstractmethod
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmaction.registry import MODELS
+from mmengine.model import BaseModule
+
+
+def split_episode(feats: torch.Tensor, meta: dict
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Split one episode's per-frame features into support and query.
+
+    Args:
+        feats: ``(V * T, C)`` features of the episode's ``V`` videos, support
+            first, in :class:`EpisodicDataset` order.
+        meta: the episode's metainfo (``num_ways``, ``num_shots``,
+            ``num_queries``).
+
+    Returns:
+        ``support (N * K, T, C)`` and ``query (N * Q, T, C)``.
+    """
+    n_support = meta['num_ways'] * meta['num_shots']
+    n_videos = n_support + meta['num_ways'] * meta['num_queries']
+    if feats.shape[0] % n_videos:
+        raise ValueError(f'{feats.shape[0]} frames cannot be split into '
+                         f'{n_videos} videos')
+    videos = feats.reshape(n_videos, feats.shape[0] // n_videos,
+                           *feats.shape[1:])
+    return videos[:n_support], videos[n_support:]
+
+
+class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
+    """A few-shot metric head.
+
+    Subclasses implement :meth:`distances`; this class turns them into
+    logits ``-d / tau`` with a learnable temperature ``tau`` (so the
+    posterior is ``p(c|q) = softmax_c(-d(q, c) / tau)``) and offers
+    MMAction2's head API (:meth:`loss`, :meth:`predict`) over a batch of
+    episodes, so a head is usable alone by :class:`FewShotRecognizer`.
+
+    Args:
+        temperature (float): initial ``tau`` (> 0).
+        learn_temperature (bool): learn ``log tau``.
+        loss_cls (dict): classification loss on the logits.
+    """
+
+    def __init__(self,
+                 temperature: float = 1.0,
+                 learn_temperature: bool = True,
+                 loss_cls: dict = dict(type='CrossEntropyLoss'),
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        log_tau = torch.tensor(float(temperature)).log()
+        if learn_temperature:
+            self.log_temperature = nn.Parameter(log_tau)
+        else:
+            self.register_buffer('log_temperature', log_tau)
+        self.loss_cls = MODELS.build(loss_cls)
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.exp()
+
+    @abstractmethod
+    def distances(self, support: torch.Tensor, query: torch.Tensor,
+                  num_ways: int, num_shots: int) -> torch.Tensor:
+        """Query-to-class distances.
+
+        Args:
+            support: ``(N * K, T, C)`` support videos, class-major.
+            query: ``(M, T, C)`` query videos.
+            num_ways: N. num_shots: K.
+
+        Returns:
+            ``(M, N)`` distances (smaller = closer).
+        """
+
+    def forward(self, support: torch.Tensor, query: torch.Tensor,
+                num_ways: int, num_shots: int) -> torch.Tensor:
+        """``(M, N)`` logits ``-d / tau`` (see :meth:`distances`)."""
+        return -self.distances(support, query, num_ways,
+                               num_shots) / self.temperature
+
+    def episode_logits(self, feats: torch.Tensor,
+                       data_samples: List) -> List[torch.Tensor]:
+        """Logits of every episode of a batch.
+
+        Args:
+            feats: ``(B, V * T, C)`` per-frame features.
+            data_samples: ``B`` episode samples.
+
+        Returns:
+            ``B`` tensors of shape ``(N * Q, N)``.
+        """
+        logits = []
+        for episode_feats, sample in zip(feats, data_samples):
+            meta = sample.metainfo
+            support, query = split_episode(episode_feats, meta)
+            logits.append(
+                self(support, query, meta['num_ways'], meta['num_shots']))
+        return logits
+
+    def loss(self, feats: torch.Tensor, data_samples: List,
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Mean classification loss and accuracy over the episodes."""
+        logits = self.episode_logits(feats, data_samples)
+        labels = [s.gt_label.to(feats.device) for s in data_samples]
+        loss = torch.stack(
+            [self.loss_cls(lg, y) for lg, y in zip(logits, labels)]).mean()
+        acc = torch.cat([(lg.argmax(1) == y).float()
+                         for lg, y in zip(logits, labels)]).mean()
+        return dict(loss_cls=loss, acc=acc.detach())
+
+    def predict(self, feats: torch.Tensor, data_samples: List,
+                **kwargs) -> List:
+        """Set each episode's ``pred_score`` ``(N * Q, N)`` posterior."""
+        for lg, sample in zip(self.episode_logits(feats, data_samples),
+                              data_samples):
+            sample.set_pred_score(F.softmax(lg, dim=1))
+            sample.set_pred_label(lg.argmax(1))
+        return data_samples

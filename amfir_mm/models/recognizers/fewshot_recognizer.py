@@ -1,0 +1,39 @@
+"""Single-modality few-shot recogniser: a stock backbone + a metric head."""
+import torch
+import torch.nn.functional as F
+from mmaction.models import Recognizer2D
+from mmaction.registry import MODELS
+
+
+@MODELS.register_module()
+class FewShotRecognizer(Recognizer2D):
+    """Few-shot recogniser over episodes from :class:`EpisodicDataset`.
+
+    The backbone is any MMAction2 2D backbone config (``ResNet``,
+    ``ResNetTSM`` with ``num_segments = T``, ``MobileNetV2``, ...) or
+    MMAction2's ``torchvision.`` / ``timm.`` / ``mmpretrain.`` wrappers,
+    built and run exactly as by :class:`mmaction.models.Recognizer2D`; the
+    ``cls_head`` is a few-shot metric head (:class:`BaseFewShotHead`).
+    ``loss`` / ``predict`` / ``tensor`` modes come from ``BaseRecognizer``.
+    """
+
+    def extract_feat(self, inputs: torch.Tensor, stage: str = 'backbone',
+                     data_samples=None, test_mode: bool = False,
+                     **kwargs) -> tuple:
+        """Per-frame features.
+
+        Args:
+            inputs: ``(B, V * T, C, H, W)`` normalised frames of ``B``
+                episodes of ``V`` videos of ``T`` frames.
+
+        Returns:
+            tuple: ``(B, V * T, C')`` spatially pooled backbone features and
+            an empty kwargs dict.
+        """
+        batch, frames = inputs.shape[:2]
+        x, _ = super().extract_feat(inputs, stage='backbone')
+        if isinstance(x, (tuple, list)):  # multi-stage backbones: last one
+            x = x[-1]
+        if x.dim() == 4:  # (B * V * T, C', h, w)
+            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x.reshape(batch, frames, -1), dict()

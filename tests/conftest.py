@@ -1,0 +1,50 @@
+"""Shared test fixtures: registries, the ../shared data folder, tiny videos."""
+import os.path as osp
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import amfir_mm  # noqa: F401 - registers the plug-in
+from mmaction.utils import register_all_modules
+
+register_all_modules(init_default_scope=True)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / 'shared'
+SHARED_DATA = SHARED / 'data'
+
+
+@pytest.fixture
+def shared_data():
+    """``../shared/data``, or skip where it is absent (a user's machine)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f'{SHARED_DATA} not present')
+    return SHARED_DATA
+
+
+def write_frame_tree(root, classes, videos_per_class, num_frames=4, size=16,
+                     tmpl='img_{:05d}.jpg'):
+    """Write ``root/<class>/<video>/<tmpl>`` frames; a class's frames are
+    filled with a class-specific grey level.  Returns the split lines."""
+    lines = []
+    for c, name in enumerate(classes):
+        for v in range(videos_per_class):
+            d = osp.join(root, name, f'v{v}')
+            Path(d).mkdir(parents=True)
+            for t in range(1, num_frames + 1):
+                img = np.full((size, size, 3), 20 * c + t, np.uint8)
+                cv2.imwrite(osp.join(d, tmpl.format(t)), img)
+            lines.append(f'{name}/v{v}')
+    return lines
+
+
+@pytest.fixture
+def frame_tree(tmp_path):
+    """6 classes x 4 videos x 4 frames of 16 px, with a split file."""
+    root = tmp_path / 'frames'
+    lines = write_frame_tree(str(root), [f'class{i}' for i in range(6)], 4)
+    split = tmp_path / 'train.txt'
+    split.write_text('\n'.join(lines) + '\n')
+    return dict(root=str(root), split=str(split), lines=lines)

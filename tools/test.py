@@ -1,0 +1,57 @@
+"""Meta-test a checkpoint on the config's fixed-seed test episodes.
+
+    python tools/test.py CONFIG CHECKPOINT|none [--work-dir DIR]
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test an amfir-mm model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or "none" to test the initialised model '
+        '(e.g. a frozen ImageNet backbone: the no-training floor)')
+    parser.add_argument('--work-dir', help='where logs and results go')
+    parser.add_argument('--dump', help='pickle the per-episode predictions')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. '
+        'test_dataloader.dataset.num_episodes=1000')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
+    if args.dump is not None:
+        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
+            cfg.test_evaluator, dict) else list(cfg.test_evaluator)
+        cfg.test_evaluator.append(dict(type='DumpResults',
+                                       out_file_path=args.dump))
+    runner = Runner.from_cfg(cfg)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
