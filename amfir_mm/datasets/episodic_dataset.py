@@ -227,19 +227,19 @@ class EpisodicDataset:
                 f'the pipeline filtered out video {self._source(idx)}')
         return data
 
-    def __getitem__(self, index: int) -> dict:
+    def episode_sample(self, index: int) -> tuple:
+        """Episode ``index`` without loading its videos.
+
+        Returns:
+            tuple: the video indices in input order (support class-major,
+            then queries class-major) and the episode's
+            :class:`ActionDataSample` (labels and metainfo).
+        """
         if not self._fully_initialized:
             self.full_init()
         episode = self.draw_episode(index)
         order = [v for vs in episode['support'] for v in vs] + \
                 [v for vs in episode['query'] for v in vs]
-        videos = [self._prepare_video(v) for v in order]
-        first = videos[0]['inputs']
-        if isinstance(first, dict):
-            inputs = {k: torch.cat([v['inputs'][k] for v in videos])
-                      for k in first}
-        else:
-            inputs = torch.cat([v['inputs'] for v in videos])
         sample = ActionDataSample()
         sample.set_gt_label(
             torch.arange(self.num_ways).repeat_interleave(self.num_queries))
@@ -248,4 +248,15 @@ class EpisodicDataset:
                  num_queries=self.num_queries, episode_index=index,
                  class_labels=[int(c) for c in episode['classes']],
                  video_ids=[self._video_key(v) for v in order]))
+        return order, sample
+
+    def __getitem__(self, index: int) -> dict:
+        order, sample = self.episode_sample(index)
+        videos = [self._prepare_video(v) for v in order]
+        first = videos[0]['inputs']
+        if isinstance(first, dict):
+            inputs = {k: torch.cat([v['inputs'][k] for v in videos])
+                      for k in first}
+        else:
+            inputs = torch.cat([v['inputs'] for v in videos])
         return dict(inputs=inputs, data_samples=sample)

@@ -37,3 +37,21 @@ class FewShotRecognizer(Recognizer2D):
         if x.dim() == 4:  # (B * V * T, C', h, w)
             x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return x.reshape(batch, frames, -1), dict()
+
+    @torch.no_grad()
+    def embed_videos(self, data: dict) -> torch.Tensor:
+        """Per-frame features of a collated batch of single videos.
+
+        Args:
+            data: ``dict(inputs=[(T, C, H, W)] * B, data_samples=[...])`` as
+                collated from a per-video dataset.
+
+        Returns:
+            ``(B, T, C')`` features.
+        """
+        data = self.data_preprocessor(data, False)
+        return self.extract_feat(data['inputs'], test_mode=True)[0]
+
+    def predict_from_features(self, feats: torch.Tensor, data_sample):
+        """Predict one episode from ``(V * T, C')`` cached features."""
+        return self.cls_head.predict(feats[None], [data_sample])[0]

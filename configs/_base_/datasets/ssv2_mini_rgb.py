@@ -56,7 +56,7 @@ val_dataloader = dict(
         type='EpisodicDataset',
         dataset=_split('val', test_pipeline, True),
         num_ways=num_ways, num_shots=num_shots, num_queries=1,
-        num_episodes=300, seed=2))
+        num_episodes=1000, seed=2))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='FewShotAccuracy')
 test_evaluator = val_evaluator

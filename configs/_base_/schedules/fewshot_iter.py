@@ -1,8 +1,8 @@
 # Episodic meta-training: one iteration = one optimiser step over
 # `train_dataloader.batch_size` episodes (x `accumulative_counts`).
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=10000, val_interval=1000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+val_cfg = dict(type='CachedEpisodeValLoop')
+test_cfg = dict(type='CachedEpisodeTestLoop')
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -1,0 +1,83 @@
+"""The cached-embedding meta-test predicts exactly what the per-episode
+path predicts, and reports the same metric."""
+import pickle
+
+import pytest
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.runner import Runner
+
+from test_episodic_dataset import PIPELINE
+
+MODEL = dict(
+    type='FewShotRecognizer',
+    backbone=dict(type='ResNet', depth=18, pretrained=None, norm_eval=False),
+    cls_head=dict(type='PrototypeHead', metric='cosine', temperature=0.1),
+    data_preprocessor=dict(type='ActionDataPreprocessor',
+                           mean=[127.5] * 3, std=[64.] * 3,
+                           format_shape='NCHW'))
+
+
+def episodic(tree):
+    return dict(
+        type='EpisodicDataset',
+        dataset=dict(type='FewShotRawframeDataset', ann_file=tree['split'],
+                     data_prefix=dict(img=tree['root']), pipeline=PIPELINE,
+                     test_mode=True),
+        num_ways=3, num_shots=2, num_queries=2, num_episodes=12, seed=5)
+
+
+def run_test(tree, work_dir, loop, dump):
+    runner = Runner(
+        model=MODEL,
+        work_dir=str(work_dir),
+        test_dataloader=dict(dataset=episodic(tree), batch_size=1,
+                             num_workers=0,
+                             sampler=dict(type='DefaultSampler',
+                                          shuffle=False),
+                             collate_fn=dict(type='pseudo_collate')),
+        test_evaluator=[dict(type='FewShotAccuracy'),
+                        dict(type='DumpResults', out_file_path=str(dump))],
+        test_cfg=dict(type=loop),
+        randomness=dict(seed=0),
+        default_scope='mmaction',
+        experiment_name=f'{loop}_{dump.stem}')
+    torch.manual_seed(0)
+    runner.model.init_weights()
+    state = {k: v.clone() for k, v in runner.model.state_dict().items()}
+    return runner, state
+
+
+def test_cached_path_equals_per_episode_path(frame_tree, tmp_path):
+    slow_runner, state = run_test(frame_tree, tmp_path / 'slow', 'TestLoop',
+                                  tmp_path / 'slow.pkl')
+    fast_runner, _ = run_test(frame_tree, tmp_path / 'fast',
+                              'CachedEpisodeTestLoop', tmp_path / 'fast.pkl')
+    fast_runner.model.load_state_dict(state)  # the same weights
+    slow_metrics = slow_runner.test()
+    fast_metrics = fast_runner.test()
+    slow = pickle.load(open(tmp_path / 'slow.pkl', 'rb'))
+    fast = pickle.load(open(tmp_path / 'fast.pkl', 'rb'))
+    assert len(slow) == len(fast) == 12
+    for s, f in zip(slow, fast):
+        assert s['episode_index'] == f['episode_index']
+        assert torch.allclose(s['pred_score'], f['pred_score'], atol=1e-5)
+        assert torch.equal(s['pred_label'], f['pred_label'])
+    assert slow_metrics == pytest.approx(fast_metrics)
+
+
+def test_embeddings_file_is_reused(frame_tree, tmp_path):
+    emb = tmp_path / 'emb.pth'
+    runner, _ = run_test(frame_tree, tmp_path / 'a', 'CachedEpisodeTestLoop',
+                         tmp_path / 'a.pkl')
+    runner.test_loop  # build
+    runner._test_loop.embeddings_file = str(emb)
+    first = runner.test()
+    saved = torch.load(emb, weights_only=True)
+    assert saved['features'].shape[:2] == (24, 3)  # 24 videos, 3 frames
+    # a second run reads the file: poison the model to prove it is unused
+    saved['features'] = saved['features'] * 1.0
+    with torch.no_grad():
+        for p in runner.model.backbone.parameters():
+            p.zero_()
+    assert runner.test() == pytest.approx(first)
