@@ -22,6 +22,14 @@ See ``../shared/STACK.md`` and the README's "Why these pins" for context.
    error if a model that really needs them (PWC-Net, FlowNetC, MaskFlowNet)
    is built.  RAFT is pure PyTorch and works.  The stand-in is removed from
    ``sys.modules`` afterwards, so other code still sees the truth.
+4. (found here, not in STACK.md) MMEngine 0.10.7's ``pytorch`` launcher
+   calls ``torch.cuda.set_device`` unconditionally, which raises on a
+   CPU-only torch, and its runner wraps the model in DDP with
+   ``device_ids=[LOCAL_RANK]``, which CPU modules reject; so
+   ``tools/dist_train.sh`` could not run on CPU even with gloo.  Without
+   CUDA, :func:`allow_cpu_pytorch_launcher` initialises the process group
+   directly (gloo, with a warning, where the config asks for nccl) and drops
+   ``device_ids`` when wrapping.
 """
 import importlib
 import importlib.util
@@ -116,6 +124,36 @@ def trust_local_mmengine_checkpoints() -> None:
                           weights_only=False)
 
 
+def allow_cpu_pytorch_launcher() -> None:
+    """Make MMEngine's ``pytorch`` launcher work with a CPU-only torch."""
+    import torch
+    from mmengine.dist import utils as dist_utils
+    if torch.cuda.is_available() or getattr(
+            dist_utils._init_dist_pytorch, 'amfir_cpu_launcher', False):
+        return
+
+    def _init_dist_pytorch(backend='nccl', init_backend='torch', **kwargs):
+        if backend == 'nccl':
+            warnings.warn('nccl needs CUDA, which this torch lacks: using '
+                          'the gloo backend')
+            backend = 'gloo'
+        if init_backend != 'torch':
+            raise RuntimeError(f'init_backend={init_backend!r} needs CUDA')
+        torch.distributed.init_process_group(backend=backend, **kwargs)
+
+    _init_dist_pytorch.amfir_cpu_launcher = True
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+    from mmengine.model import MMDistributedDataParallel
+    wrap_init = MMDistributedDataParallel.__init__
+
+    def __init__(self, module, detect_anomalous_params=False, **kwargs):
+        kwargs.pop('device_ids', None)  # CPU modules take none
+        wrap_init(self, module, detect_anomalous_params, **kwargs)
+
+    MMDistributedDataParallel.__init__ = __init__
+
+
 @contextmanager
 def _stub_mmcv_ops():
     """Temporarily provide ``mmcv.ops`` names MMFlow imports at load time."""
@@ -155,7 +193,7 @@ def import_mmflow_models():
 
 
 def apply_all() -> None:
-    """Apply the fixes every amfir-mm process needs (1 and 2).
+    """Apply the fixes every amfir-mm process needs (1, 2 and 4).
 
     Also silences mmcv-lite's import-time warning that
     ``MultiScaleDeformableAttention`` (a compiled op no recogniser here uses)
@@ -165,3 +203,4 @@ def apply_all() -> None:
         'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
     patch_mmaction_drn()
     trust_local_mmengine_checkpoints()
+    allow_cpu_pytorch_launcher()

@@ -48,3 +48,31 @@ def test_prototype_distances_by_hand():
 def test_bad_metric_name():
     with pytest.raises(ValueError, match='cosine or euclidean'):
         PrototypeHead(metric='manhattan')
+
+
+def test_two_modality_statistics_by_hand(tmp_path):
+    gt = torch.tensor([0, 1, 0, 1])
+    # rgb: right, right, wrong, wrong; flow: right, wrong, right, right
+    rgb = torch.tensor([[.9, .1], [.2, .8], [.4, .6], [.7, .3]])
+    flow = torch.tensor([[.6, .4], [.55, .45], [.9, .1], [.1, .9]])
+    # average: [.75,.25] ok, [.375,.625] ok, [.65,.35] ok, [.4,.6] ok
+    fused = torch.tensor([[.8, .2], [.3, .7], [.6, .4], [.6, .4]])  # 3/4
+    pi = torch.tensor([[.7, .3], [.9, .1], [.2, .8], [.6, .4]])
+    metric = FewShotAccuracy(out_dir=str(tmp_path))
+    metric.process({}, [dict(pred_score=fused, gt_label=gt, rgb_score=rgb,
+                             flow_score=flow, reliability=pi,
+                             class_labels=[3, 8], episode_index=0)])
+    out = metric.compute_metrics(metric.results)
+    assert out['accuracy'] == pytest.approx(75)
+    assert out['rgb_accuracy'] == pytest.approx(50)
+    assert out['flow_accuracy'] == pytest.approx(75)
+    assert out['average_fusion_accuracy'] == pytest.approx(100)
+    assert out['oracle_accuracy'] == pytest.approx(100)
+    assert out['asi_choice_rgb'] == pytest.approx(75)
+    assert out['asi_choice_flow'] == pytest.approx(25)
+    # exactly one modality right on queries 1, 2, 3; ASI picks the right
+    # one on 1 (rgb) and 2 (flow), not on 3 (picks rgb, flow was right)
+    assert out['asi_oracle_agreement'] == pytest.approx(100 * 2 / 3)
+    for name in ('reliability_hist.png', 'per_class_accuracy.png',
+                 'fewshot_episodes.json'):
+        assert (tmp_path / name).stat().st_size > 0

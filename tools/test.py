@@ -44,6 +44,12 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
+    # per-episode results and plots go next to the logs
+    evaluators = cfg.test_evaluator if isinstance(
+        cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
+    for evaluator in evaluators:
+        if evaluator.get('type') == 'FewShotAccuracy':
+            evaluator.setdefault('out_dir', cfg.work_dir)
     if args.dump is not None:
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)

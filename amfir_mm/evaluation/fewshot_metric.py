@@ -1,9 +1,16 @@
-"""Few-shot accuracy over episodes: mean and 95% confidence interval."""
-from typing import List, Sequence
+"""Few-shot accuracy over episodes: mean and 95% CI, plus, for two-modality
+predictions, per-modality, average-fusion, oracle and ASI statistics."""
+import json
+import os
+import os.path as osp
+from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
 from mmaction.registry import METRICS
 from mmengine.evaluator import BaseMetric
+
+MODALITIES = ('rgb', 'flow')
 
 
 def mean_ci95(values: Sequence[float]) -> tuple:
@@ -24,20 +31,132 @@ class FewShotAccuracy(BaseMetric):
 
     Each prediction is one episode with ``pred_score`` ``(N * Q, N)`` and
     ``gt_label`` ``(N * Q,)``; the episode's accuracy is the fraction of
-    queries whose arg-max is right.  Reports ``accuracy`` (mean %),
-    ``ci95`` (half-width %) and ``num_episodes``.
+    queries whose arg-max is right.  Reports ``accuracy`` (mean %), ``ci95``
+    (half-width %) and ``num_episodes``.
+
+    When the predictions also carry ``rgb_score`` and ``flow_score`` (each
+    modality's posterior) it reports, each as mean % over episodes with its
+    CI: ``rgb_accuracy``, ``flow_accuracy``, ``average_fusion_accuracy``
+    (arg-max of the mean posterior) and ``oracle_accuracy`` (a query counts
+    if either modality is right); with ``reliability`` (ASI's ``pi``,
+    ``(N * Q, 2)``): ``asi_choice_rgb`` / ``asi_choice_flow`` (% of queries
+    whose ``argmax pi`` is that modality) and ``asi_oracle_agreement`` (% of
+    the queries where exactly one modality is right on which ASI picks that
+    one).
+
+    Args:
+        out_dir (str, optional): also write ``fewshot_episodes.json`` (per
+            episode accuracies), ``reliability_hist.png`` and
+            ``per_class_accuracy.png`` there.
     """
     default_prefix = 'fewshot'
 
+    def __init__(self, out_dir: Optional[str] = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.out_dir = out_dir
+
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
-            pred = sample['pred_score'].argmax(-1).cpu()
             gt = sample['gt_label'].cpu()
-            self.results.append(
-                dict(episode_index=sample.get('episode_index'),
-                     accuracy=float((pred == gt).float().mean())))
+            record = dict(episode_index=sample.get('episode_index'),
+                          correct=_correct(sample['pred_score'], gt))
+            classes = sample.get('class_labels')
+            if classes is not None:
+                record['query_class'] = [int(classes[g]) for g in gt]
+            if all(f'{m}_score' in sample for m in MODALITIES):
+                scores = {m: sample[f'{m}_score'].cpu() for m in MODALITIES}
+                for m in MODALITIES:
+                    record[f'{m}_correct'] = _correct(scores[m], gt)
+                record['average_correct'] = _correct(
+                    scores['rgb'] + scores['flow'], gt)
+                if 'reliability' in sample:
+                    record['reliability'] = sample['reliability'].cpu(
+                    ).float().tolist()
+            self.results.append(record)
 
     def compute_metrics(self, results: List[dict]) -> dict:
-        mean, ci = mean_ci95([r['accuracy'] for r in results])
-        return dict(accuracy=100 * mean, ci95=100 * ci,
-                    num_episodes=len(results))
+        metrics = {}
+
+        def add(name, key):
+            mean, ci = mean_ci95([np.mean(r[key]) for r in results])
+            metrics[name], metrics[f'{name}_ci95'] = 100 * mean, 100 * ci
+
+        add('accuracy', 'correct')
+        metrics['ci95'] = metrics.pop('accuracy_ci95')
+        metrics['num_episodes'] = len(results)
+        if 'rgb_correct' in results[0]:
+            add('rgb_accuracy', 'rgb_correct')
+            add('flow_accuracy', 'flow_correct')
+            add('average_fusion_accuracy', 'average_correct')
+            for r in results:
+                r['oracle_correct'] = list(
+                    np.logical_or(r['rgb_correct'], r['flow_correct']))
+            add('oracle_accuracy', 'oracle_correct')
+        if 'reliability' in results[0]:
+            metrics.update(_asi_statistics(results))
+        if self.out_dir:
+            _write_outputs(self.out_dir, results)
+        return metrics
+
+
+def _correct(scores: torch.Tensor, gt: torch.Tensor) -> List[bool]:
+    return (scores.argmax(-1).cpu() == gt).tolist()
+
+
+def _asi_statistics(results: List[dict]) -> dict:
+    pi = np.concatenate([r['reliability'] for r in results])
+    rgb_ok = np.concatenate([r['rgb_correct'] for r in results])
+    flow_ok = np.concatenate([r['flow_correct'] for r in results])
+    picks_flow = pi.argmax(1) == 1
+    stats = dict(asi_choice_rgb=100 * float(np.mean(~picks_flow)),
+                 asi_choice_flow=100 * float(np.mean(picks_flow)))
+    one_right = rgb_ok != flow_ok
+    if one_right.any():
+        agree = picks_flow[one_right] == flow_ok[one_right]
+        stats['asi_oracle_agreement'] = 100 * float(agree.mean())
+    return stats
+
+
+def _write_outputs(out_dir: str, results: List[dict]) -> None:
+    """Per-episode JSON and the two plots people look at."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'fewshot_episodes.json'), 'w') as f:
+        json.dump([dict(episode_index=r['episode_index'],
+                        accuracy=float(np.mean(r['correct'])))
+                   for r in results], f)
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    if 'reliability' in results[0]:
+        pi_flow = np.concatenate([np.asarray(r['reliability'])[:, 1]
+                                  for r in results])
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+        for ax, m in zip(axes, MODALITIES):
+            ok = np.concatenate([r[f'{m}_correct'] for r in results])
+            pi_m = pi_flow if m == 'flow' else 1 - pi_flow
+            bins = np.linspace(0, 1, 21)
+            ax.hist(pi_m[ok], bins, alpha=0.6, label=f'{m} right')
+            ax.hist(pi_m[~ok], bins, alpha=0.6, label=f'{m} wrong')
+            ax.set_xlabel(f'ASI reliability of {m}, pi_{m}(q)')
+            ax.legend()
+        axes[0].set_ylabel('queries')
+        fig.suptitle('Reliability per query, split by whether the modality '
+                     'was right')
+        fig.tight_layout()
+        fig.savefig(osp.join(out_dir, 'reliability_hist.png'), dpi=100)
+        plt.close(fig)
+
+    if 'query_class' in results[0]:
+        classes = np.concatenate([r['query_class'] for r in results])
+        correct = np.concatenate([r['correct'] for r in results])
+        labels = np.unique(classes)
+        acc = [100 * correct[classes == c].mean() for c in labels]
+        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(labels)), 3.6))
+        ax.bar([str(c) for c in labels], acc)
+        ax.set_xlabel('class label')
+        ax.set_ylabel('query accuracy (%)')
+        ax.set_title('Per-class accuracy over all test episodes')
+        fig.tight_layout()
+        fig.savefig(osp.join(out_dir, 'per_class_accuracy.png'), dpi=100)
+        plt.close(fig)
