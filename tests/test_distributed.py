@@ -72,12 +72,16 @@ def test_two_process_train_and_gathered_test(frame_tree, tmp_path):
     ckpt = train_dir / 'iter_4.pth'
     assert ckpt.is_file()
 
-    two = tmp_path / 'test2'
-    _run(['bash', 'tools/dist_test.sh', str(config), str(ckpt), '2',
-          '--work-dir', str(two)], env)
+    # one process draws the episodes and saves them; two processes test on
+    # that file
+    episodes = tmp_path / 'episodes.json'
     one = tmp_path / 'test1'
     _run([sys.executable, 'tools/test.py', str(config), str(ckpt),
-          '--work-dir', str(one)], env)
+          '--work-dir', str(one), '--episodes', str(episodes)], env)
+    assert episodes.is_file()
+    two = tmp_path / 'test2'
+    _run(['bash', 'tools/dist_test.sh', str(config), str(ckpt), '2',
+          '--work-dir', str(two), '--episodes', str(episodes)], env)
     gathered, single = _episodes(two), _episodes(one)
     assert [e for e, _ in gathered] == list(range(15))  # no duplicates
     assert gathered == single

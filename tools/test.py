@@ -7,7 +7,10 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.runner import Runner
+
+from amfir_mm.utils import close_distributed
 
 
 def parse_args(argv=None):
@@ -19,6 +22,11 @@ def parse_args(argv=None):
         '(e.g. a frozen ImageNet backbone: the no-training floor)')
     parser.add_argument('--work-dir', help='where logs and results go')
     parser.add_argument('--dump', help='pickle the per-episode predictions')
+    parser.add_argument(
+        '--episodes',
+        help='episode list (JSON): test on it if the file exists, else '
+        'write the drawn episodes there, so that other methods can be '
+        'tested on identical episodes')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. '
@@ -55,8 +63,22 @@ def main(argv=None):
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
         cfg.test_evaluator.append(dict(type='DumpResults',
                                        out_file_path=args.dump))
+    save_episodes_to = None
+    if args.episodes is not None:
+        if osp.isfile(args.episodes):
+            cfg.test_dataloader.dataset.episodes_file = args.episodes
+        else:
+            save_episodes_to = args.episodes
     runner = Runner.from_cfg(cfg)
-    return runner.test()
+    if save_episodes_to is not None and is_main_process():
+        episodes = runner.test_dataloader.dataset
+        episodes.save_episodes(save_episodes_to)
+        runner.logger.info(
+            f'wrote {len(episodes)} episodes to {save_episodes_to}')
+    try:
+        return runner.test()
+    finally:
+        close_distributed()
 
 
 if __name__ == '__main__':

@@ -10,6 +10,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from amfir_mm.utils import close_distributed
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train an amfir-mm model')
@@ -64,7 +66,10 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        close_distributed()
     return runner
 
 

@@ -1,0 +1,3 @@
+from .dist import close_distributed
+
+__all__ = ['close_distributed']
