@@ -3,6 +3,7 @@
     python tools/test.py CONFIG CHECKPOINT|none [--work-dir DIR]
 """
 import argparse
+import json
 import os
 import os.path as osp
 
@@ -76,7 +77,13 @@ def main(argv=None):
         runner.logger.info(
             f'wrote {len(episodes)} episodes to {save_episodes_to}')
     try:
-        return runner.test()
+        metrics = runner.test()
+        if is_main_process():
+            with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
+                json.dump(dict(config=args.config,
+                               checkpoint=args.checkpoint,
+                               metrics=metrics), f, indent=1)
+        return metrics
     finally:
         close_distributed()
 
