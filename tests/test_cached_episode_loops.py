@@ -18,20 +18,37 @@ MODEL = dict(
                            format_shape='NCHW'))
 
 
-def episodic(tree):
+R18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
+AMFIR = dict(type='AMFIRRecognizer',
+             rgb=dict(backbone=R18, cls_head=dict(type='PrototypeHead')),
+             flow=dict(backbone=R18, cls_head=dict(type='PrototypeHead')))
+# RGB frames plus DIS flow computed on the fly at the same indices
+PAIRED_PIPELINE = [
+    dict(type='SampleFrames', clip_len=1, num_clips=3, test_mode=True),
+    dict(type='FlowPairIndices'),
+    dict(type='RawFrameDecode'),
+    dict(type='ComputeFlow', estimator=dict(type='DISFlowEstimator')),
+    dict(type='StackRGBFlow'),
+    dict(type='SplitRGBFlow'),
+    dict(type='PairedFormatShape', input_format='NCHW'),
+    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
+]
+
+
+def episodic(tree, pipeline=PIPELINE):
     return dict(
         type='EpisodicDataset',
         dataset=dict(type='FewShotRawframeDataset', ann_file=tree['split'],
-                     data_prefix=dict(img=tree['root']), pipeline=PIPELINE,
+                     data_prefix=dict(img=tree['root']), pipeline=pipeline,
                      test_mode=True),
         num_ways=3, num_shots=2, num_queries=2, num_episodes=12, seed=5)
 
 
-def run_test(tree, work_dir, loop, dump):
+def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE):
     runner = Runner(
-        model=MODEL,
+        model=model,
         work_dir=str(work_dir),
-        test_dataloader=dict(dataset=episodic(tree), batch_size=1,
+        test_dataloader=dict(dataset=episodic(tree, pipeline), batch_size=1,
                              num_workers=0,
                              sampler=dict(type='DefaultSampler',
                                           shuffle=False),
@@ -48,11 +65,16 @@ def run_test(tree, work_dir, loop, dump):
     return runner, state
 
 
-def test_cached_path_equals_per_episode_path(frame_tree, tmp_path):
+@pytest.mark.parametrize('model,pipeline', [(MODEL, PIPELINE),
+                                            (AMFIR, PAIRED_PIPELINE)],
+                         ids=['rgb_prototype', 'amfir'])
+def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
+                                             pipeline):
     slow_runner, state = run_test(frame_tree, tmp_path / 'slow', 'TestLoop',
-                                  tmp_path / 'slow.pkl')
+                                  tmp_path / 'slow.pkl', model, pipeline)
     fast_runner, _ = run_test(frame_tree, tmp_path / 'fast',
-                              'CachedEpisodeTestLoop', tmp_path / 'fast.pkl')
+                              'CachedEpisodeTestLoop', tmp_path / 'fast.pkl',
+                              model, pipeline)
     fast_runner.model.load_state_dict(state)  # the same weights
     slow_metrics = slow_runner.test()
     fast_metrics = fast_runner.test()
@@ -63,6 +85,9 @@ def test_cached_path_equals_per_episode_path(frame_tree, tmp_path):
         assert s['episode_index'] == f['episode_index']
         assert torch.allclose(s['pred_score'], f['pred_score'], atol=1e-5)
         assert torch.equal(s['pred_label'], f['pred_label'])
+        for key in ('rgb_score', 'flow_score', 'reliability'):
+            if key in s:
+                assert torch.allclose(s[key], f[key], atol=1e-5), key
     assert slow_metrics == pytest.approx(fast_metrics)
 
 

@@ -1,0 +1,105 @@
+"""ASI (Active Sample Inference): predict each query's modality
+reliabilities from label-free evidence."""
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmaction.registry import MODELS
+from mmengine.model import BaseModule
+
+
+def posterior_evidence(log_probs: torch.Tensor, topk: int) -> torch.Tensor:
+    """Label-free statistics of each modality's posterior.
+
+    Per modality: the ``topk`` largest probabilities in decreasing order
+    (zero-padded when ``N < topk``), the entropy normalised by ``log N``,
+    and the margin ``p_(1) - p_(2)``.
+
+    Args:
+        log_probs: ``(M, S, N)`` log-posteriors.
+        topk: number of sorted probabilities.
+
+    Returns:
+        ``(M, S * (topk + 2))`` evidence.
+    """
+    probs = log_probs.exp()
+    num_classes = probs.shape[-1]
+    sorted_probs = probs.sort(dim=-1, descending=True).values
+    top = F.pad(sorted_probs[..., :topk], (0, max(0, topk - num_classes)))
+    entropy = -(probs * log_probs).sum(-1, keepdim=True)
+    entropy = entropy / math.log(num_classes) if num_classes > 1 \
+        else entropy
+    second = sorted_probs[..., 1:2] if num_classes > 1 \
+        else torch.zeros_like(sorted_probs[..., :1])
+    margin = sorted_probs[..., :1] - second
+    return torch.cat([top, entropy, margin], dim=-1).flatten(1)
+
+
+@MODELS.register_module()
+class ActiveSampleInference(BaseModule):
+    """The reliability net: an MLP from label-free evidence to ``pi``.
+
+    Input per query: :func:`posterior_evidence` of every modality's
+    posterior (detached: ASI never trains the branches) and, optionally,
+    the query's temporally pooled features of every modality (detached by
+    default).  Output: ``log pi (M, S)``, a log-softmax over modalities.
+    The last layer starts at zero, so an untrained net gives ``pi = 1/S``.
+
+    Args:
+        num_modalities (int): ``S``.
+        topk (int): sorted probabilities per modality in the evidence.
+        hidden_channels (int): MLP width.
+        feature_channels (Sequence[int], optional): per-modality feature
+            channels; given, pooled query features join the evidence.
+        detach_features (bool): stop ASI's gradient into the features.
+    """
+
+    def __init__(self,
+                 num_modalities: int = 2,
+                 topk: int = 3,
+                 hidden_channels: int = 64,
+                 feature_channels: Optional[Sequence[int]] = None,
+                 detach_features: bool = True,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.num_modalities = num_modalities
+        self.topk = topk
+        self.feature_channels = (tuple(feature_channels)
+                                 if feature_channels else None)
+        if self.feature_channels and \
+                len(self.feature_channels) != num_modalities:
+            raise ValueError('feature_channels needs one entry per modality')
+        self.detach_features = detach_features
+        in_channels = num_modalities * (topk + 2) + sum(
+            self.feature_channels or ())
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels, hidden_channels), nn.ReLU(inplace=True),
+            nn.Linear(hidden_channels, num_modalities))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    @property
+    def uses_features(self) -> bool:
+        return self.feature_channels is not None
+
+    def forward(self, log_probs: torch.Tensor,
+                features: Optional[Sequence[torch.Tensor]] = None
+                ) -> torch.Tensor:
+        """
+        Args:
+            log_probs: ``(M, S, N)`` modality log-posteriors.
+            features: ``S`` tensors ``(M, C_s)`` of pooled query features
+                (needed iff ``feature_channels`` was given).
+
+        Returns:
+            ``(M, S)`` ``log pi``.
+        """
+        evidence = [posterior_evidence(log_probs.detach(), self.topk)]
+        if self.uses_features:
+            if features is None:
+                raise ValueError('this ASI net needs the query features')
+            evidence += [f.detach() if self.detach_features else f
+                         for f in features]
+        return F.log_softmax(self.mlp(torch.cat(evidence, dim=1)), dim=-1)

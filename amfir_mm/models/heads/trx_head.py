@@ -1,0 +1,121 @@
+"""TRX head (Perrett et al., CVPR 2021): temporal-relational cross-transformer.
+"""
+import math
+from itertools import combinations
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from mmaction.registry import MODELS
+
+from .base_fewshot_head import BaseFewShotHead
+
+
+def sinusoidal_encoding(length: int, channels: int,
+                        device=None) -> torch.Tensor:
+    """``(length, channels)`` sinusoidal positional encoding (Vaswani et
+    al.): ``sin`` on even and ``cos`` on odd channels."""
+    position = torch.arange(length, dtype=torch.float32,
+                            device=device).unsqueeze(1)
+    div = torch.exp(
+        torch.arange(0, channels, 2, dtype=torch.float32, device=device) *
+        (-math.log(10000.0) / channels))
+    enc = torch.zeros(length, channels, device=device)
+    enc[:, 0::2] = torch.sin(position * div)
+    enc[:, 1::2] = torch.cos(position * div)[:, :channels // 2]
+    return enc
+
+
+@MODELS.register_module()
+class TRXHead(BaseFewShotHead):
+    """Temporal-Relational CrossTransformer head.
+
+    For each cardinality ``c`` (2 = frame pairs, 3 = triples): a scaled
+    sinusoidal positional encoding is added to the frame features, every
+    ordered ``c``-tuple of the ``T`` frames becomes one tuple feature by
+    concatenation ``(P, c * C)`` (``P = binom(T, c)``), keys are
+    ``LayerNorm(W_k x)`` and values ``W_v x``.  Each query tuple attends
+    (softmax over all ``K * P`` support tuples of a class) to build a
+    query-specific class prototype from the support values; the distance is
+    the squared Euclidean distance between the query's values and its
+    prototype, summed over channels and tuples and divided by ``P``.
+    Distances are averaged over the cardinalities.
+
+    Args:
+        in_channels (int): frame feature channels ``C`` (2048 for
+            ResNet-50, 512 for ResNet-18).
+        out_channels (int): key / value channels (TRX: 1152).
+        cardinalities (Sequence[int]): tuple sizes (TRX: ``(2, 3)``).
+        dropout (float): dropout after the positional encoding.
+        pe_scale (float): scale of the positional encoding (TRX: 0.1).
+        temperature (float): initial ``tau``; TRX uses the raw distances
+            as logits (``tau = 1``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 1152,
+                 cardinalities: Sequence[int] = (2, 3), dropout: float = 0.1,
+                 pe_scale: float = 0.1, temperature: float = 1.0,
+                 **kwargs) -> None:
+        super().__init__(temperature=temperature, **kwargs)
+        if not cardinalities or min(cardinalities) < 1:
+            raise ValueError(f'bad cardinalities {cardinalities}')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.cardinalities = tuple(cardinalities)
+        self.pe_scale = pe_scale
+        self.dropout = nn.Dropout(dropout)
+        self.key_proj = nn.ModuleList(
+            nn.Linear(in_channels * c, out_channels)
+            for c in self.cardinalities)
+        self.value_proj = nn.ModuleList(
+            nn.Linear(in_channels * c, out_channels)
+            for c in self.cardinalities)
+        self.key_norm = nn.ModuleList(
+            nn.LayerNorm(out_channels) for _ in self.cardinalities)
+
+    @staticmethod
+    def tuples(num_frames: int, cardinality: int,
+               device=None) -> torch.Tensor:
+        """``(P, c)`` frame indices of all ordered ``c``-tuples."""
+        if cardinality > num_frames:
+            raise ValueError(f'cardinality {cardinality} needs at least '
+                             f'{cardinality} frames, got {num_frames}')
+        return torch.tensor(
+            list(combinations(range(num_frames), cardinality)),
+            dtype=torch.long, device=device)
+
+    def _tuple_features(self, x: torch.Tensor,
+                        index: torch.Tensor) -> torch.Tensor:
+        """``(V, T, C)`` -> ``(V, P, c * C)`` concatenated tuples."""
+        return x[:, index].flatten(2)
+
+    def distances(self, support: torch.Tensor, query: torch.Tensor,
+                  num_ways: int, num_shots: int) -> torch.Tensor:
+        num_frames, channels = support.shape[1:]
+        if channels != self.in_channels:
+            raise ValueError(f'TRXHead(in_channels={self.in_channels}) got '
+                             f'{channels}-channel features')
+        enc = self.pe_scale * sinusoidal_encoding(num_frames, channels,
+                                                  support.device)
+        support = self.dropout(support + enc)
+        query = self.dropout(query + enc)
+        scale = math.sqrt(self.out_channels)
+        dists = []
+        for i, card in enumerate(self.cardinalities):
+            index = self.tuples(num_frames, card, support.device)
+            s_tup = self._tuple_features(support, index)  # (N*K, P, cC)
+            q_tup = self._tuple_features(query, index)  # (M, P, cC)
+            s_key = self.key_norm[i](self.key_proj[i](s_tup))
+            q_key = self.key_norm[i](self.key_proj[i](q_tup))
+            s_val = self.value_proj[i](s_tup)
+            q_val = self.value_proj[i](q_tup)
+            num_tuples = index.shape[0]
+            # all K * P support tuples of a class: (N, K * P, D)
+            s_key = s_key.reshape(num_ways, num_shots * num_tuples, -1)
+            s_val = s_val.reshape(num_ways, num_shots * num_tuples, -1)
+            attn = torch.einsum('mpd,nqd->mnpq', q_key, s_key) / scale
+            prototypes = torch.einsum('mnpq,nqd->mnpd', attn.softmax(-1),
+                                      s_val)  # (M, N, P, D)
+            diff = q_val.unsqueeze(1) - prototypes
+            dists.append(diff.pow(2).sum((-1, -2)) / num_tuples)
+        return torch.stack(dists).mean(0)

@@ -1,0 +1,339 @@
+"""AMFIR: RGB and flow few-shot branches fused by active inference."""
+import copy
+from contextlib import ExitStack
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmaction.registry import MODELS
+from mmengine.model import BaseModel, ModuleDict
+
+from ..fusion import FUSION_MODES, fuse_posteriors
+from ..heads import split_episode
+from ..utils import first_conv, pretrained_input_channels, set_input_channels
+
+ALL_MODALITIES = ('rgb', 'flow')
+DEFAULT_IN_CHANNELS = dict(rgb=3, flow=2)
+DEFAULT_INPUT_KEYS = dict(rgb='imgs', flow='flow')
+DEFAULT_PREPROCESSOR = dict(
+    type='MultiModalDataPreprocessor',
+    preprocessors=dict(
+        imgs=dict(type='ActionDataPreprocessor',
+                  mean=[123.675, 116.28, 103.53],
+                  std=[58.395, 57.12, 57.375], format_shape='NCHW'),
+        flow=dict(type='ActionDataPreprocessor', mean=[128, 128],
+                  std=[128, 128], format_shape='NCHW')))
+
+
+@MODELS.register_module()
+class AMFIRRecognizer(BaseModel):
+    """Active Multimodal Few-shot Inference for action Recognition.
+
+    Each modality is a :class:`FewShotRecognizer` branch (any MMAction2 2D
+    backbone + a few-shot metric head) giving per-frame features
+    ``(B, V * T, C)`` and per-episode logits ``(N * Q, N)``; the posterior
+    of modality ``m`` is ``p_m = softmax(logits_m)``.  Per query:
+
+    * ASI: the reliability net (:class:`ActiveSampleInference`) predicts
+      ``pi_m(q)`` from label-free evidence; in training it is fitted to the
+      free-energy target ``r`` (:class:`ASILoss`).
+    * AMD: the modalities distil into each other weighted by ``pi``
+      (:class:`AMDLoss`).
+    * AMI: the fused posterior weights each modality by ``pi``
+      (:func:`fuse_posteriors`).
+
+    Loss (each term a separate key): ``loss_<m> = CE(p_m, y)`` per
+    modality, ``loss_fused = lambda_fuse * CE(p_fused, y)``,
+    ``loss_amd = lambda_AMD * AMD``, ``loss_asi = lambda_ASI * KL(r || pi)``;
+    plus ``acc_<m>``, ``acc_fused`` and the mean ``reliability_<m>``.
+    ``predict`` sets per episode ``pred_score`` (fused posterior
+    ``(N * Q, N)``), ``pred_label``, ``<m>_score`` (each modality's
+    posterior), ``reliability`` (``pi``, ``(N * Q, 2)``, columns
+    ``('rgb', 'flow')``, 0 for an absent modality) and
+    ``selected_modality`` (``argmax pi``: 0 = rgb, 1 = flow).
+
+    Ablation switches: ``modalities=('rgb',)`` / ``('flow',)`` build one
+    branch only (no fusion, AMD or ASI); ``reliability='uniform'`` (no ASI:
+    ``pi = 1/2``, no reliability net, AMD and AMI still run with it);
+    ``loss_amd=None`` (no AMD); ``adaptive_inference=False`` (no AMI: the
+    test-time fusion uses uniform weights; training is unchanged).
+
+    ``pi`` is detached where it weights the fusion and AMD
+    (``detach_reliability``), so only ``loss_asi`` trains the reliability
+    net and the branches get no gradient through ``pi``.
+
+    The flow branch's backbone takes ``in_channels`` (2) inputs: its first
+    convolution is adapted at build time and pretrained RGB weights are
+    cross-modality averaged in :meth:`init_weights` (see
+    :mod:`amfir_mm.models.utils.cross_modality`).  Load a whole trained
+    AMFIR checkpoint with ``load_from``.
+
+    Args:
+        rgb (dict): RGB branch: ``backbone``, ``cls_head`` and optionally
+            ``type`` (default ``'FewShotRecognizer'``), ``in_channels``
+            (default 3).
+        flow (dict): flow branch, likewise (``in_channels`` default 2).
+        modalities (Sequence[str]): branches to build, a subset of
+            ``('rgb', 'flow')``.
+        input_keys (dict): key of each modality in ``inputs``.
+        reliability (str): ``'asi'`` or ``'uniform'``.
+        asi (dict): reliability net options (``ActiveSampleInference``).
+        fusion (str): AMI mode, ``'log_linear'`` or ``'mixture'``.
+        adaptive_inference (bool): weight by ``pi`` at test time.
+        detach_reliability (bool): detach ``pi`` in fusion and AMD.
+        loss_fused (dict, optional): loss on the fused log-posterior.
+        loss_amd (dict, optional): :class:`AMDLoss` config.
+        loss_asi (dict): :class:`ASILoss` config.
+        pretrained_in_channels (int): input channels of pretrained
+            backbone checkpoints.
+        data_preprocessor (dict): defaults to a
+            ``MultiModalDataPreprocessor`` for ``imgs`` and ``flow``.
+    """
+
+    def __init__(self,
+                 rgb: Optional[dict] = None,
+                 flow: Optional[dict] = None,
+                 modalities: Sequence[str] = ALL_MODALITIES,
+                 input_keys: Optional[dict] = None,
+                 reliability: str = 'asi',
+                 asi: Optional[dict] = None,
+                 fusion: str = 'log_linear',
+                 adaptive_inference: bool = True,
+                 detach_reliability: bool = True,
+                 loss_fused: Optional[dict] = dict(type='CrossEntropyLoss'),
+                 loss_amd: Optional[dict] = dict(type='AMDLoss'),
+                 loss_asi: dict = dict(type='ASILoss'),
+                 pretrained_in_channels: int = 3,
+                 data_preprocessor: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=copy.deepcopy(
+            data_preprocessor or DEFAULT_PREPROCESSOR))
+        unknown = set(modalities) - set(ALL_MODALITIES)
+        if unknown or not modalities:
+            raise ValueError(f'modalities must be a non-empty subset of '
+                             f'{ALL_MODALITIES}, got {modalities}')
+        if reliability not in ('asi', 'uniform'):
+            raise ValueError(f"reliability must be 'asi' or 'uniform', got "
+                             f'{reliability!r}')
+        if fusion not in FUSION_MODES:
+            raise ValueError(f'fusion must be one of {FUSION_MODES}, got '
+                             f'{fusion!r}')
+        self.modalities = tuple(m for m in ALL_MODALITIES if m in modalities)
+        self.input_keys = dict(DEFAULT_INPUT_KEYS, **(input_keys or {}))
+        self.fusion = fusion
+        self.adaptive_inference = adaptive_inference
+        self.detach_reliability = detach_reliability
+        self.pretrained_in_channels = pretrained_in_channels
+
+        branch_cfgs = dict(rgb=rgb, flow=flow)
+        self.branches = ModuleDict()  # MMEngine's: init_weights recurses
+        self.in_channels: Dict[str, int] = {}
+        for m in self.modalities:
+            if branch_cfgs[m] is None:
+                raise ValueError(f'modality {m!r} is used but its branch '
+                                 'config is missing')
+            cfg = dict(type='FewShotRecognizer')
+            cfg.update(copy.deepcopy(dict(branch_cfgs[m])))
+            self.in_channels[m] = cfg.pop('in_channels',
+                                          DEFAULT_IN_CHANNELS[m])
+            branch = MODELS.build(cfg)
+            set_input_channels(first_conv(branch.backbone),
+                               self.in_channels[m])
+            self.branches[m] = branch
+
+        multimodal = len(self.modalities) > 1
+        self.asi = self.loss_asi = None
+        if multimodal and reliability == 'asi':
+            asi_cfg = dict(type='ActiveSampleInference',
+                           num_modalities=len(self.modalities))
+            asi_cfg.update(asi or {})
+            self.asi = MODELS.build(asi_cfg)
+            self.loss_asi = MODELS.build(loss_asi)
+        self.loss_amd = (MODELS.build(loss_amd)
+                         if multimodal and loss_amd else None)
+        self.loss_fused = (MODELS.build(loss_fused)
+                           if multimodal and loss_fused else None)
+
+    def init_weights(self) -> None:
+        """Initialise as usual, loading pretrained RGB weights into the
+        non-RGB branches by cross-modality averaging."""
+        with ExitStack() as stack:
+            for m, branch in self.branches.items():
+                if self.in_channels[m] != self.pretrained_in_channels:
+                    stack.enter_context(pretrained_input_channels(
+                        branch.backbone, self.in_channels[m],
+                        self.pretrained_in_channels))
+            super().init_weights()
+
+    # -- features and per-episode outputs ---------------------------------
+    def extract_feat(self, inputs: Union[Dict[str, torch.Tensor],
+                                         torch.Tensor],
+                     test_mode: bool = False) -> Dict[str, torch.Tensor]:
+        """Per-frame features of every modality.
+
+        Args:
+            inputs: ``dict(imgs=(B, V * T, 3, H, W), flow=(B, V * T, 2, H,
+                W))`` (keys from ``input_keys``), or one tensor for a
+                single-modality model.
+
+        Returns:
+            dict: modality -> ``(B, V * T, C)`` features.
+        """
+        if isinstance(inputs, torch.Tensor):
+            if len(self.modalities) != 1:
+                raise TypeError('a multimodal AMFIRRecognizer needs a dict '
+                                'of inputs per modality')
+            inputs = {self.input_keys[self.modalities[0]]: inputs}
+        feats = {}
+        for m, branch in self.branches.items():
+            key = self.input_keys[m]
+            if key not in inputs:
+                raise KeyError(f'the {m} branch reads inputs[{key!r}], but '
+                               f'the inputs hold {sorted(inputs)}')
+            feats[m], _ = branch.extract_feat(inputs[key],
+                                              test_mode=test_mode)
+        return feats
+
+    def _uniform(self, log_probs: torch.Tensor) -> torch.Tensor:
+        num = log_probs.shape[1]
+        return log_probs.new_full(log_probs.shape[:2], 1.0 / num)
+
+    def episode_outputs(self, feats: Dict[str, torch.Tensor],
+                        data_samples: List) -> List[dict]:
+        """Logits, log-posteriors and ``log pi`` of every episode.
+
+        Returns:
+            ``B`` dicts with ``logits`` and ``log_probs`` ``(M, S, N)`` (the
+            modalities in ``self.modalities`` order) and ``log_pi``
+            ``(M, S)``.
+        """
+        outputs = []
+        for b, sample in enumerate(data_samples):
+            meta = sample.metainfo
+            logits, pooled = [], []
+            for m, branch in self.branches.items():
+                support, query = split_episode(feats[m][b], meta)
+                logits.append(branch.cls_head(support, query,
+                                              meta['num_ways'],
+                                              meta['num_shots']))
+                pooled.append(query.mean(1))
+            logits = torch.stack(logits, dim=1)
+            log_probs = F.log_softmax(logits, dim=-1)
+            if self.asi is not None:
+                log_pi = self.asi(
+                    log_probs, pooled if self.asi.uses_features else None)
+            else:
+                log_pi = self._uniform(log_probs).log()
+            outputs.append(dict(logits=logits, log_probs=log_probs,
+                                log_pi=log_pi))
+        return outputs
+
+    # -- modes --------------------------------------------------------------
+    def episode_losses(self, out: dict,
+                       labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Loss terms and accuracies of one episode (see the class doc)."""
+        logits, log_probs, log_pi = (out['logits'], out['log_probs'],
+                                     out['log_pi'])
+        losses = {}
+        for s, (m, branch) in enumerate(self.branches.items()):
+            losses[f'loss_{m}'] = branch.cls_head.loss_cls(logits[:, s],
+                                                           labels)
+            losses[f'acc_{m}'] = _accuracy(logits[:, s], labels)
+        if len(self.modalities) == 1:
+            return losses
+        weights = log_pi.exp()
+        if self.detach_reliability:
+            weights = weights.detach()
+        fused = fuse_posteriors(log_probs, weights, self.fusion)
+        if self.loss_fused is not None:
+            losses['loss_fused'] = self.loss_fused(fused, labels)
+        losses['acc_fused'] = _accuracy(fused, labels)
+        if self.loss_amd is not None:
+            losses['loss_amd'] = self.loss_amd(logits, weights)
+        if self.loss_asi is not None:
+            losses['loss_asi'] = self.loss_asi(log_pi, log_probs.detach(),
+                                               labels)
+        for s, m in enumerate(self.modalities):
+            losses[f'reliability_{m}'] = log_pi[:, s].exp().mean().detach()
+        return losses
+
+    def loss(self, inputs, data_samples: List,
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Loss terms averaged over the batch's episodes."""
+        feats = self.extract_feat(inputs)
+        episodes = [
+            self.episode_losses(out, sample.gt_label.to(out['logits'].device))
+            for out, sample in zip(self.episode_outputs(feats, data_samples),
+                                   data_samples)
+        ]
+        return {k: torch.stack([ep[k] for ep in episodes]).mean()
+                for k in episodes[0]}
+
+    def predict(self, inputs, data_samples: List, **kwargs) -> List:
+        """Set the fused and per-modality posteriors and ``pi`` per episode.
+        """
+        return self.predict_episodes(
+            self.extract_feat(inputs, test_mode=True), data_samples)
+
+    @torch.no_grad()
+    def embed_videos(self, data: dict) -> Dict[str, torch.Tensor]:
+        """Per-frame features of a collated batch of single videos.
+
+        Used by the cached-embedding meta-test
+        (:mod:`amfir_mm.engine.cached_episode_loops`).
+
+        Returns:
+            dict: modality -> ``(B, T, C)``.
+        """
+        data = self.data_preprocessor(data, False)
+        return self.extract_feat(data['inputs'], test_mode=True)
+
+    def predict_from_features(self, feats: Dict[str, torch.Tensor],
+                              data_sample):
+        """Predict one episode from cached ``(V * T, C)`` features."""
+        return self.predict_episodes({m: f[None] for m, f in feats.items()},
+                                     [data_sample])[0]
+
+    def predict_episodes(self, feats: Dict[str, torch.Tensor],
+                         data_samples: List) -> List:
+        """Predictions of a batch of episodes from ``(B, V * T, C)``
+        features (see :meth:`predict`)."""
+        for out, sample in zip(self.episode_outputs(feats, data_samples),
+                               data_samples):
+            log_probs, pi = out['log_probs'], out['log_pi'].exp()
+            if len(self.modalities) > 1:
+                weights = pi if self.adaptive_inference else \
+                    self._uniform(log_probs)
+                scores = fuse_posteriors(log_probs, weights,
+                                         self.fusion).exp()
+            else:
+                scores = log_probs[:, 0].exp()
+            sample.set_pred_score(scores)
+            sample.set_pred_label(scores.argmax(1))
+            full_pi = pi.new_zeros(pi.shape[0], len(ALL_MODALITIES))
+            for s, m in enumerate(self.modalities):
+                sample.set_field(log_probs[:, s].exp(), f'{m}_score')
+                full_pi[:, ALL_MODALITIES.index(m)] = pi[:, s]
+            sample.set_field(full_pi, 'reliability')
+            sample.set_field(full_pi.argmax(1), 'selected_modality')
+        return data_samples
+
+    def _forward(self, inputs, **kwargs) -> Dict[str, torch.Tensor]:
+        """``tensor`` mode: the per-frame features of every modality."""
+        return self.extract_feat(inputs)
+
+    def forward(self, inputs, data_samples: Optional[List] = None,
+                mode: str = 'tensor', **kwargs):
+        """MMEngine's entry: ``mode`` is ``'loss'``, ``'predict'`` or
+        ``'tensor'`` (as :class:`mmaction.models.BaseRecognizer`)."""
+        if mode == 'tensor':
+            return self._forward(inputs, **kwargs)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples, **kwargs)
+        if mode == 'loss':
+            return self.loss(inputs, data_samples, **kwargs)
+        raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
+                           'predict and tensor mode')
+
+
+def _accuracy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return (scores.argmax(1) == labels).float().mean().detach()

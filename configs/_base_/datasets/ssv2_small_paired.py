@@ -1,0 +1,14 @@
+# SSv2-small, CMN split (64/12/24 classes x 100 videos): RGB + flow rawframes.
+_base_ = ['./fewshot_paired.py']
+data_root = 'data/ssv2_small'
+
+
+def _split(split):
+    return dict(ann_file=f'{data_root}/splits/{split}.txt',
+                data_prefix=dict(img=f'{data_root}/rawframes'))
+
+
+train_dataloader = dict(
+    dataset=dict(dataset=dict(_split('train'))))
+val_dataloader = dict(dataset=dict(dataset=_split('val')))
+test_dataloader = dict(dataset=dict(dataset=_split('test')))

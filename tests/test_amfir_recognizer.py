@@ -1,0 +1,320 @@
+"""AMFIRRecognizer: backbones, cross-modality init, modes, ablation switches.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmaction.registry import MODELS
+from mmaction.structures import ActionDataSample
+from mmaction.utils import register_all_modules
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import OptimWrapper
+from mmengine.registry import DefaultScope
+
+import amfir_mm  # noqa: F401
+
+register_all_modules()
+
+
+@pytest.fixture(autouse=True)
+def mmaction_scope():
+    """Build in MMAction2's scope whatever scope earlier tests left."""
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        yield
+
+
+WAYS, SHOTS, QUERIES, FRAMES, SIZE = 5, 1, 1, 2, 32
+VIDEOS = WAYS * (SHOTS + QUERIES)
+R18 = dict(type='ResNet', depth=18, pretrained=None)
+BASE = dict(
+    type='AMFIRRecognizer',
+    rgb=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
+    flow=dict(backbone=R18, cls_head=dict(type='OTAMHead')))
+
+
+def build(seed=0, init=True, **overrides):
+    """Build (and by default initialise: an uninitialised MMAction2 ResNet
+    runs ~20x slower on CPU) a tiny AMFIR model."""
+    cfg = copy.deepcopy(BASE)
+    for key, value in overrides.items():
+        if key in ('rgb', 'flow'):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg)
+    if init:  # re-seeded: the same branch weights with or without ASI net
+        torch.manual_seed(seed)
+        model.init_weights()
+    return model
+
+
+def batch(num_episodes=1, seed=0, size=SIZE, frames=FRAMES):
+    """A collated batch of synthetic episodes, as a DataLoader gives it."""
+    gen = torch.Generator().manual_seed(seed)
+    items = []
+    for _ in range(num_episodes):
+        sample = ActionDataSample().set_gt_label(
+            torch.arange(WAYS).repeat_interleave(QUERIES))
+        sample.set_metainfo(dict(num_ways=WAYS, num_shots=SHOTS,
+                                 num_queries=QUERIES))
+        n = VIDEOS * frames
+        items.append(dict(
+            inputs=dict(
+                imgs=torch.randint(0, 256, (n, 3, size, size),
+                                   generator=gen).float(),
+                flow=torch.randint(0, 256, (n, 2, size, size),
+                                   generator=gen).float()),
+            data_samples=sample))
+    return pseudo_collate(items)
+
+
+def losses_of(model, data=None, train=True):
+    data = model.data_preprocessor(data or batch(), train)
+    return model(**data, mode='loss')
+
+
+def predict(model, data=None):
+    model.eval()
+    with torch.no_grad():
+        return model(**model.data_preprocessor(data or batch()),
+                     mode='predict')
+
+
+@pytest.mark.parametrize('backbone,episodes', [
+    (R18, 2),
+    (dict(type='ResNetTSM', depth=18, num_segments=FRAMES,
+          pretrained2d=False), 1),
+    (dict(type='MobileNetV2', widen_factor=0.25), 1),
+], ids=['resnet18', 'resnet18_tsm', 'mobilenet_v2'])
+def test_train_step_reaches_both_backbones(backbone, episodes):
+    model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
+    losses = losses_of(model, batch(num_episodes=episodes))
+    assert set(losses) == {
+        'loss_rgb', 'loss_flow', 'loss_fused', 'loss_amd', 'loss_asi',
+        'acc_rgb', 'acc_flow', 'acc_fused', 'reliability_rgb',
+        'reliability_flow'
+    }
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    for m in ('rgb', 'flow'):
+        conv = amfir_mm.models.utils.first_conv(model.branches[m].backbone)
+        assert conv.in_channels == (3 if m == 'rgb' else 2)
+        assert conv.weight.grad.abs().sum() > 0, m
+    assert model.asi.mlp[-1].weight.grad.abs().sum() > 0
+    # and a full MMEngine train step
+    model.zero_grad()
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3))
+    log_vars = model.train_step(batch(), wrapper)
+    assert torch.isfinite(log_vars['loss'])
+
+
+def test_reliability_net_is_trained_by_asi_loss_only():
+    model = build()
+    rgb = model.branches['rgb'].backbone.conv1.conv.weight
+    losses = losses_of(model)
+    (losses['loss_fused'] + losses['loss_amd']).backward(retain_graph=True)
+    assert all(p.grad is None for p in model.asi.parameters())
+    assert rgb.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    losses['loss_asi'].backward()
+    assert model.asi.mlp[-1].weight.grad.abs().sum() > 0
+    assert rgb.grad is None  # ASI never trains the branches
+
+
+def test_predict_fields():
+    model = build()
+    with torch.no_grad():
+        model.asi.mlp[-1].bias.copy_(torch.tensor([0.5, -0.5]))
+    sample = predict(model, batch(num_episodes=2))[1]
+    m = WAYS * QUERIES
+    assert sample.pred_score.shape == (m, WAYS)
+    torch.testing.assert_close(sample.pred_score.sum(1), torch.ones(m))
+    assert sample.rgb_score.shape == sample.flow_score.shape == (m, WAYS)
+    assert sample.reliability.shape == (m, 2)
+    torch.testing.assert_close(sample.reliability.sum(1), torch.ones(m))
+    assert torch.equal(sample.selected_modality, torch.zeros(m).long())
+    assert torch.equal(sample.pred_label, sample.pred_score.argmax(1))
+    # AMI: log-linear fusion weighted by pi
+    pi = sample.reliability
+    fused = (pi[:, :1] * sample.rgb_score.log() +
+             pi[:, 1:] * sample.flow_score.log()).softmax(1)
+    torch.testing.assert_close(sample.pred_score, fused)
+
+
+def test_tensor_mode_and_errors():
+    model = build()
+    data = model.data_preprocessor(batch())
+    feats = model(data['inputs'], mode='tensor')
+    assert feats['rgb'].shape == feats['flow'].shape == (1, VIDEOS * FRAMES,
+                                                         512)
+    with pytest.raises(KeyError, match="inputs\\['flow'\\]"):
+        model(dict(imgs=data['inputs']['imgs']), mode='tensor')
+    with pytest.raises(ValueError, match='modalities'):
+        build(modalities=('rgb', 'depth'))
+    with pytest.raises(RuntimeError, match='Invalid mode'):
+        model(data['inputs'], mode='bad')
+
+
+# -- ablation switches: each changes exactly what it names ----------------
+def test_no_amd_only_drops_loss_amd():
+    full, no_amd = losses_of(build()), losses_of(build(loss_amd=None))
+    assert 'loss_amd' not in no_amd
+    assert set(full) - set(no_amd) == {'loss_amd'}
+    for key, value in no_amd.items():
+        torch.testing.assert_close(value, full[key])
+
+
+def test_no_asi_uses_half_and_keeps_amd():
+    full, no_asi_model = build(), build(reliability='uniform')
+    assert no_asi_model.asi is None and no_asi_model.loss_asi is None
+    full_losses, no_asi = losses_of(full), losses_of(no_asi_model)
+    assert set(full_losses) - set(no_asi) == {'loss_asi'}
+    # an untrained ASI net also gives pi = 1/2: all shared terms agree
+    for key, value in no_asi.items():
+        torch.testing.assert_close(value, full_losses[key])
+    assert float(no_asi['reliability_flow']) == 0.5
+    # AMD weighted by 1/2 in both directions, by hand
+    data = no_asi_model.data_preprocessor(batch(), True)
+    out = no_asi_model.episode_outputs(
+        no_asi_model.extract_feat(data['inputs']), data['data_samples'])[0]
+    log_p = F.log_softmax(out['logits'] / 4.0, -1)
+    kl = (log_p.exp() * (log_p - log_p.flip(1))).sum(-1)  # (M, 2)
+    torch.testing.assert_close(no_asi['loss_amd'],
+                               16 * (0.5 * kl).sum(1).mean())
+
+
+def test_no_ami_only_changes_test_fusion():
+    full, no_ami = build(), build(adaptive_inference=False)
+    for model in (full, no_ami):
+        with torch.no_grad():
+            model.asi.mlp[-1].bias.copy_(torch.tensor([1.0, -1.0]))
+    full_losses, no_ami_losses = losses_of(full), losses_of(no_ami)
+    for key, value in full_losses.items():
+        torch.testing.assert_close(no_ami_losses[key], value)
+    a, b = predict(full)[0], predict(no_ami)[0]
+    torch.testing.assert_close(a.reliability, b.reliability)
+    torch.testing.assert_close(a.rgb_score, b.rgb_score)
+    uniform = (0.5 * b.rgb_score.log() + 0.5 * b.flow_score.log()).softmax(1)
+    torch.testing.assert_close(b.pred_score, uniform)
+    assert not torch.allclose(a.pred_score, b.pred_score)
+
+
+def test_single_modality_ablations():
+    full = build()
+    full_losses = losses_of(full)
+    rgb = build(modalities=('rgb', ))
+    assert list(rgb.branches) == ['rgb'] and rgb.asi is None
+    rgb_losses = losses_of(rgb)
+    assert set(rgb_losses) == {'loss_rgb', 'acc_rgb'}
+    torch.testing.assert_close(rgb_losses['loss_rgb'], full_losses['loss_rgb'])
+    flow = build(modalities=('flow', ))
+    flow.load_state_dict(
+        {k: v for k, v in full.state_dict().items()
+         if k.startswith('branches.flow.')})
+    flow_losses = losses_of(flow)
+    assert set(flow_losses) == {'loss_flow', 'acc_flow'}
+    torch.testing.assert_close(flow_losses['loss_flow'],
+                               full_losses['loss_flow'])
+    sample = predict(rgb)[0]
+    torch.testing.assert_close(sample.pred_score, sample.rgb_score)
+    assert 'flow_score' not in sample
+    assert sample.reliability[:, 0].eq(1).all()
+    # a single-modality model also takes a plain tensor
+    data = rgb.data_preprocessor(batch(), True)
+    assert rgb(data['inputs']['imgs'], data['data_samples'], mode='loss')
+
+
+def test_average_fusion_is_plain_late_fusion():
+    full = build()
+    avg = build(reliability='uniform', loss_amd=None, fusion='mixture')
+    assert avg.asi is None and avg.loss_amd is None
+    losses = losses_of(avg)
+    assert set(losses) == {'loss_rgb', 'loss_flow', 'loss_fused', 'acc_rgb',
+                           'acc_flow', 'acc_fused', 'reliability_rgb',
+                           'reliability_flow'}
+    full_losses = losses_of(full)
+    for key in ('loss_rgb', 'loss_flow'):
+        torch.testing.assert_close(losses[key], full_losses[key])
+    sample = predict(avg)[0]
+    mean = 0.5 * (sample.rgb_score + sample.flow_score)
+    torch.testing.assert_close(sample.pred_score, mean)
+
+
+# -- cross-modality initialisation from local checkpoints -----------------
+def torchvision_resnet_keys(state):
+    """MMAction2 ResNet state dict -> torchvision key layout."""
+    out = {}
+    for key, value in state.items():
+        key = key.replace('downsample.conv', 'downsample.0').replace(
+            'downsample.bn', 'downsample.1')
+        if key.startswith('conv1.'):
+            key = key.replace('conv1.conv.', 'conv1.').replace(
+                'conv1.bn.', 'bn1.')
+        else:
+            for i in (1, 2, 3):
+                key = key.replace(f'conv{i}.conv.', f'conv{i}.').replace(
+                    f'conv{i}.bn.', f'bn{i}.')
+        out[key] = value
+    return out
+
+
+def check_cross_modality(model, rgb_conv, layer_name='layer1.0.conv2.conv'):
+    tv = rgb_conv
+    rgb = amfir_mm.models.utils.first_conv(model.branches['rgb'].backbone)
+    flow = amfir_mm.models.utils.first_conv(model.branches['flow'].backbone)
+    torch.testing.assert_close(rgb.weight, tv)
+    torch.testing.assert_close(flow.weight,
+                               tv.mean(1, keepdim=True).repeat(1, 2, 1, 1))
+    assert flow.in_channels == 2
+    rgb_layer = model.branches['rgb'].backbone.get_submodule(layer_name)
+    flow_layer = model.branches['flow'].backbone.get_submodule(layer_name)
+    torch.testing.assert_close(rgb_layer.weight, flow_layer.weight)
+
+
+@pytest.fixture(scope='module')
+def resnet18_torchvision_file(tmp_path_factory):
+    torch.manual_seed(1)
+    state = MODELS.build(R18).state_dict()
+    path = tmp_path_factory.mktemp('ckpt') / 'resnet18_tv.pth'
+    torch.save(torchvision_resnet_keys(state), path)
+    return path, state['conv1.conv.weight']
+
+
+@pytest.mark.parametrize('backbone', [
+    dict(type='ResNet', depth=18),
+    dict(type='ResNetTSM', depth=18, num_segments=FRAMES),
+], ids=['resnet', 'resnet_tsm'])
+def test_cross_modality_init_resnets(resnet18_torchvision_file, backbone):
+    path, conv1 = resnet18_torchvision_file
+    backbone = dict(backbone, pretrained=str(path))
+    model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
+    check_cross_modality(model, conv1)
+    # also when the config already asks for 2 input channels
+    model = build(rgb=dict(backbone=backbone),
+                  flow=dict(backbone=dict(backbone, in_channels=2)))
+    check_cross_modality(model, conv1)
+
+
+def test_cross_modality_init_mobilenet(tmp_path):
+    torch.manual_seed(2)
+    state = MODELS.build(dict(type='MobileNetV2', widen_factor=0.25)
+                         ).state_dict()
+    torch.save(state, tmp_path / 'mbv2.pth')
+    backbone = dict(type='MobileNetV2', widen_factor=0.25,
+                    pretrained=str(tmp_path / 'mbv2.pth'))
+    model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
+    check_cross_modality(model, state['conv1.conv.weight'],
+                         layer_name='layer1.0.conv.0.conv')
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = build()
+    torch.save(model.state_dict(), tmp_path / 'amfir.pth')
+    fresh = build(seed=5, init=False)  # as tools/test.py: no init_weights
+    fresh.load_state_dict(torch.load(tmp_path / 'amfir.pth'))
+    flow_conv = fresh.branches['flow'].backbone.conv1.conv
+    torch.testing.assert_close(flow_conv.weight,
+                               model.branches['flow'].backbone.conv1.conv
+                               .weight)

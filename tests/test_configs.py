@@ -1,0 +1,183 @@
+"""Every config builds its model; AMFIR benchmark / ablation configs say
+what they should."""
+import copy
+import glob
+import os.path as osp
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mmaction.registry import DATASETS, MODELS
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+import amfir_mm  # noqa: F401
+import amfir_mm.datasets.transforms  # noqa: F401 (paired transforms)
+
+
+@pytest.fixture(autouse=True)
+def mmaction_scope():
+    """Build in MMAction2's scope whatever scope earlier tests left."""
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        yield
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(
+    osp.relpath(p, ROOT)
+    for p in glob.glob(str(ROOT / 'configs' / '**' / '*.py'), recursive=True)
+    if '/_base_/' not in p)
+BENCHMARKS = {  # config stem -> data folder
+    'ssv2': 'ssv2_full', 'ssv2small': 'ssv2_small',
+    'kinetics100': 'kinetics100', 'hmdb51': 'hmdb51', 'ucf101': 'ucf101'
+}
+AMFIR = [f'configs/amfir_{b}_{k}shot.py' for b in BENCHMARKS for k in (1, 5)]
+ABLATIONS = {  # file -> the model keys it changes, and to what
+    'rgb_only': dict(modalities=('rgb', )),
+    'flow_only': dict(modalities=('flow', )),
+    'average_fusion': dict(reliability='uniform', loss_amd=None,
+                           fusion='mixture'),
+    'no_asi': dict(reliability='uniform'),
+    'no_amd': dict(loss_amd=None),
+    'no_ami': dict(adaptive_inference=False),
+}
+
+
+def load(path):
+    return Config.fromfile(str(ROOT / path))
+
+
+def offline(cfg):
+    """A copy of a model config with pretrained weights removed."""
+    if isinstance(cfg, dict):
+        out = {}
+        for key, value in cfg.items():
+            if key == 'pretrained':
+                value = None
+            elif key == 'pretrained2d':
+                value = False
+            elif key == 'init_cfg' and 'Pretrained' in str(value):
+                continue
+            out[key] = offline(value)
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(offline(v) for v in cfg)
+    return cfg
+
+
+def test_all_amfir_configs_exist():
+    expected = set(AMFIR) | {f'configs/ablations/{a}.py' for a in ABLATIONS}
+    assert expected <= set(CONFIGS)
+
+
+_BUILT = {}
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_builds_its_model(path):
+    cfg = load(path)
+    assert cfg.default_scope == 'mmaction'
+    model_cfg = offline(cfg.model.to_dict())
+    key = repr(model_cfg)
+    if key not in _BUILT:  # benchmark configs share one model: build once
+        _BUILT[key] = MODELS.build(copy.deepcopy(model_cfg))
+    assert _BUILT[key] is not None
+
+
+@pytest.mark.parametrize('path', AMFIR)
+def test_benchmark_protocol(path):
+    cfg = load(path)
+    stem, shots = osp.basename(path)[len('amfir_'):-3].rsplit('_', 1)
+    data = f'data/{BENCHMARKS[stem]}'
+    episodes = dict(train=None, val=1000, test=10000)
+    for split, num in episodes.items():
+        loader = cfg[f'{split}_dataloader']
+        ds = loader.dataset
+        assert ds.type == 'EpisodicDataset'
+        assert (ds.num_ways, ds.num_shots) == (5, int(shots[0]))
+        if num:
+            assert ds.num_episodes == num
+        video = ds.dataset
+        assert video.type == 'FewShotRawframeDataset'
+        assert video.ann_file == f'{data}/splits/{split}.txt'
+        assert video.data_prefix == dict(img=f'{data}/rawframes')
+        assert video.filename_tmpl == 'img_{:05d}.jpg'
+        sample = video.pipeline[0]
+        assert (sample.type, sample.clip_len, sample.frame_interval,
+                sample.num_clips) == ('SampleFrames', 1, 1, 8)
+        flips = [t for t in video.pipeline if t.type == 'Flip']
+        assert bool(flips) == (split == 'train' and 'ssv2' not in stem)
+    model = cfg.model
+    assert model.type == 'AMFIRRecognizer'
+    assert model.rgb.backbone.depth == model.flow.backbone.depth == 50
+    assert 'resnet50' in model.rgb.backbone.pretrained
+    assert cfg.optim_wrapper.optimizer.lr == 1e-3
+    assert cfg.optim_wrapper.accumulative_counts == 16
+    assert cfg.train_cfg.max_iters >= 10000
+
+
+@pytest.mark.parametrize('name', sorted(ABLATIONS))
+def test_ablation_changes_only_what_it_names(name):
+    base = load('configs/amfir_ssv2_1shot.py')
+    cfg = load(f'configs/ablations/{name}.py')
+    changed = {
+        k for k in set(base.model) | set(cfg.model)
+        if base.model.get(k) != cfg.model.get(k)
+    }
+    assert changed == set(ABLATIONS[name])
+    for key, value in ABLATIONS[name].items():
+        assert cfg.model[key] == value
+    rest = {k: v for k, v in cfg.to_dict().items() if k != 'model'}
+    assert rest == {k: v for k, v in base.to_dict().items() if k != 'model'}
+
+
+def write_paired_video(folder, frames, size=(40, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for t in range(1, frames + 1):
+        cv2.imwrite(str(folder / f'img_{t:05d}.jpg'),
+                    rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
+        if t < frames:
+            for axis in 'xy':
+                cv2.imwrite(str(folder / f'{axis}_{t:05d}.jpg'),
+                            rng.integers(0, 255, (size[1], size[0]),
+                                         np.uint8))
+
+
+def test_benchmark_val_pipeline_gives_paired_episodes(tmp_path):
+    """The dataset base on a tiny rawframes tree: episode inputs of
+    ``(V * 8, 3, 224, 224)`` RGB and ``(V * 8, 2, 224, 224)`` flow."""
+    cfg = load('configs/amfir_ucf101_1shot.py')
+    lines = []
+    for c in range(5):
+        for v in range(2):
+            write_paired_video(tmp_path / 'rawframes' / f'c{c}' / f'v{v}',
+                               frames=9, seed=10 * c + v)
+            lines.append(f'c{c}/v{v}')
+    (tmp_path / 'val.txt').write_text('\n'.join(lines) + '\n')
+    ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset.to_dict())
+    ds_cfg['dataset'].update(ann_file=str(tmp_path / 'val.txt'),
+                             data_prefix=dict(img=str(tmp_path /
+                                                      'rawframes')))
+    ds_cfg['num_episodes'] = 2
+    item = DATASETS.build(ds_cfg)[0]
+    assert item['inputs']['imgs'].shape == (10 * 8, 3, 224, 224)
+    assert item['inputs']['flow'].shape == (10 * 8, 2, 224, 224)
+
+
+def test_train_script_fails_clearly_without_data(tmp_path):
+    """``python tools/train.py configs/amfir_ssv2_1shot.py`` without the
+    data stops with the dataset's one-line message."""
+    if (ROOT / 'data' / 'ssv2_full').exists():
+        pytest.skip('data/ssv2_full exists here')
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', 'configs/amfir_ssv2_1shot.py',
+         '--work-dir', str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == ('FileNotFoundError: data not found at '
+                    'data/ssv2_full/splits/train.txt: the split file is '
+                    'missing'), proc.stderr[-2000:]

@@ -1,0 +1,189 @@
+"""OTAM and TRX few-shot heads: hand-checked values, shapes, permutations."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+import amfir_mm  # noqa: F401
+from amfir_mm.models.heads import (OTAMHead, PrototypeHead, TRXHead,
+                                   otam_cumulative_distance)
+
+
+@pytest.fixture(autouse=True)
+def mmaction_scope():
+    """Build in MMAction2's scope whatever scope earlier tests left."""
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        yield
+
+
+def soft_min(values, gamma):
+    return -gamma * math.log(sum(math.exp(-v / gamma) for v in values))
+
+
+def test_otam_2x2_by_hand():
+    a, b, c, d, g = 0.1, 0.9, 0.8, 0.2, 0.1
+    # padded grid [[0, a, b, 0], [0, c, d, 0]]; first row: a, a+b, a+b
+    g11 = c + soft_min([0.0, 0.0], g)  # from (0, 0) or (1, 0), both 0
+    g12 = d + soft_min([a, g11], g)
+    expected = soft_min([a + b, g12, a + b], g)  # end pad: 3 moves
+    dists = torch.tensor([[a, b], [c, d]], dtype=torch.float64)
+    value = otam_cumulative_distance(dists,
+                                     torch.tensor(g, dtype=torch.float64))
+    assert float(value) == pytest.approx(expected, rel=1e-12)
+
+
+def brute_force_min_path(cost):
+    """Cheapest path through the zero-padded grid with OTAM's moves."""
+    rows, cols = cost.shape[0], cost.shape[1] + 2
+    padded = np.pad(cost, ((0, 0), (1, 1)))
+    best = math.inf
+
+    def walk(r, c, total):
+        nonlocal best
+        if (r, c) == (rows - 1, cols - 1):
+            best = min(best, total)
+            return
+        moves = [(0, 1), (1, 1)] + ([(1, 0)] if c in (0, cols - 1) else [])
+        for dr, dc in moves:
+            nr, nc = r + dr, c + dc
+            if nr < rows and nc < cols:
+                walk(nr, nc, total + padded[nr, nc])
+
+    walk(0, 0, 0.0)
+    return best
+
+
+def test_otam_small_gamma_is_cheapest_alignment():
+    rng = np.random.default_rng(0)
+    for shape in ((3, 4), (4, 3), (3, 3)):
+        cost = rng.uniform(0, 2, shape)
+        value = otam_cumulative_distance(torch.from_numpy(cost),
+                                         torch.tensor(1e-4))
+        assert float(value) == pytest.approx(brute_force_min_path(cost),
+                                             abs=1e-3)
+
+
+def episode(num_ways=3, num_shots=2, num_queries=2, frames=4, channels=6,
+            seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    support = torch.randn(num_ways * num_shots, frames, channels,
+                          generator=gen)
+    query = torch.randn(num_ways * num_queries, frames, channels,
+                        generator=gen)
+    return support, query
+
+
+def heads():
+    torch.manual_seed(0)
+    return [OTAMHead(), OTAMHead(symmetric=False),
+            TRXHead(in_channels=6, out_channels=8).eval(),
+            TRXHead(in_channels=6, out_channels=8, cardinalities=(2, )).eval()]
+
+
+@pytest.mark.parametrize('head', heads(), ids=['otam', 'otam1', 'trx', 'trx2'])
+def test_shapes_and_permutations(head):
+    ways, shots = 3, 2
+    support, query = episode(ways, shots)
+    dist = head.distances(support, query, ways, shots)
+    assert dist.shape == (query.shape[0], ways)
+    assert head(support, query, ways, shots).shape == dist.shape
+    # permuting the support classes permutes the columns
+    perm = torch.tensor([2, 0, 1])
+    by_class = support.reshape(ways, shots, *support.shape[1:])
+    permuted = by_class[perm].flatten(0, 1)
+    torch.testing.assert_close(head.distances(permuted, query, ways, shots),
+                               dist[:, perm])
+    # permuting the queries permutes the rows
+    qperm = torch.randperm(query.shape[0])
+    torch.testing.assert_close(
+        head.distances(support, query[qperm], ways, shots), dist[qperm])
+    # the order of a class's shots does not matter
+    swapped = by_class[:, [1, 0]].flatten(0, 1)
+    torch.testing.assert_close(head.distances(swapped, query, ways, shots),
+                               dist)
+
+
+def test_otam_kshot_is_mean_over_shots():
+    head = OTAMHead()
+    support, query = episode(num_ways=3, num_shots=2)
+    by_class = support.reshape(3, 2, *support.shape[1:])
+    single = [head.distances(by_class[:, k], query, 3, 1) for k in range(2)]
+    torch.testing.assert_close(head.distances(support, query, 3, 2),
+                               (single[0] + single[1]) / 2)
+
+
+def test_otam_is_order_sensitive_prototype_is_not():
+    video = torch.randn(1, 6, 16)
+    support = torch.cat([video, video.flip(1)])  # class 0: same, 1: reversed
+    otam = OTAMHead(gamma=0.01).distances(support, video, 2, 1)
+    assert otam[0, 0] < otam[0, 1]
+    proto = PrototypeHead().distances(support, video, 2, 1)
+    torch.testing.assert_close(proto[0, 0], proto[0, 1])
+
+
+def test_otam_learnable_gamma_gets_gradient():
+    head = OTAMHead(gamma=0.1, learn_gamma=True)
+    support, query = episode()
+    head(support, query, 3, 2).sum().backward()
+    assert head.log_gamma.grad is not None and head.log_gamma.grad != 0
+    assert float(head.gamma) == pytest.approx(0.1)
+
+
+def test_trx_pairs_of_two_frames_by_hand():
+    # T = 2 frames and pairs: one tuple per video, one support tuple per
+    # class, so the attention is 1 and the prototype is the support value;
+    # the positional encoding cancels in the difference.
+    torch.manual_seed(0)
+    head = TRXHead(in_channels=3, out_channels=4, cardinalities=(2, )).eval()
+    support, query = episode(num_ways=2, num_shots=1, num_queries=1,
+                             frames=2, channels=3)
+    weight = head.value_proj[0].weight.detach().numpy()
+    q = query.flatten(1).numpy()
+    s = support.flatten(1).numpy()
+    expected = np.array([[np.sum((weight @ (qi - sj))**2) for sj in s]
+                         for qi in q])
+    np.testing.assert_allclose(
+        head.distances(support, query, 2, 1).detach().numpy(), expected,
+        rtol=1e-5)
+
+
+def test_trx_tuples_and_errors():
+    assert TRXHead.tuples(4, 2).tolist() == [
+        list(c) for c in itertools.combinations(range(4), 2)
+    ]
+    head = TRXHead(in_channels=6, cardinalities=(2, 3))
+    support, query = episode(frames=2)
+    with pytest.raises(ValueError, match='cardinality 3'):
+        head.distances(support, query, 3, 2)
+    with pytest.raises(ValueError, match='in_channels'):
+        head.distances(support[..., :4], query[..., :4], 3, 2)
+    head = TRXHead(in_channels=6, out_channels=8).train()
+    support, query = episode()
+    head(support, query, 3, 2).sum().backward()
+    assert head.key_proj[1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('cls_head', [
+    dict(type='OTAMHead'),
+    dict(type='TRXHead', in_channels=512, out_channels=32)
+])
+def test_heads_train_alone_in_fewshot_recognizer(cls_head):
+    from mmaction.registry import MODELS
+    from mmaction.structures import ActionDataSample
+    from mmaction.utils import register_all_modules
+    register_all_modules()
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(type='FewShotRecognizer',
+             backbone=dict(type='ResNet', depth=18, pretrained=None),
+             cls_head=cls_head))
+    sample = ActionDataSample().set_gt_label(torch.arange(5))
+    sample.set_metainfo(dict(num_ways=5, num_shots=1, num_queries=1))
+    inputs = torch.randn(1, 10 * 3, 3, 32, 32)
+    losses = model(inputs, [sample], mode='loss')
+    losses['loss_cls'].backward()
+    assert torch.isfinite(losses['loss_cls'])
+    assert model.backbone.conv1.conv.weight.grad.abs().sum() > 0

@@ -1,0 +1,330 @@
+"""tools/extract_flow.py and amfir_mm.flow.extraction."""
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from amfir_mm.flow.extraction import (DONE_MARKER, ExtractionOptions,
+                                      read_done_marker, run_extraction)
+from amfir_mm.flow.sources import discover_sources, read_source_list
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared'
+FIXTURES = SHARED / 'data' / 'fixtures' / 'mmaction2'
+FAST = dict(type='DISFlowEstimator', preset='ultrafast')
+
+
+def moving_frames(num, size=(48, 64), seed=0):
+    """``num`` RGB frames of a random texture drifting right 1 px/frame."""
+    height, width = size
+    noise = np.random.default_rng(seed).integers(
+        0, 255, (height, width + num, 3), dtype=np.uint8)
+    texture = cv2.GaussianBlur(noise, (0, 0), 1.5)
+    return [
+        np.ascontiguousarray(texture[:, num - i:num - i + width])
+        for i in range(num)
+    ]
+
+
+def write_video(path, num, size=(48, 64)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fourcc = 'MJPG' if path.suffix == '.avi' else 'mp4v'
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (size[1], size[0]))
+    for frame in moving_frames(num, size):
+        writer.write(frame[..., ::-1].copy())
+    writer.release()
+    return path
+
+
+def write_frames(folder, num, name='{:08d}.jpg', size=(48, 64)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(moving_frames(num, size), start=1):
+        cv2.imwrite(str(folder / name.format(i)), frame[..., ::-1])
+    return folder
+
+
+def files(folder, prefix):
+    return sorted(
+        p.name for p in Path(folder).iterdir() if p.name.startswith(prefix))
+
+
+def expected_names(prefix, count):
+    return [f'{prefix}{i:05d}.jpg' for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    src = tmp_path / 'src'
+    write_video(src / 'classA' / 'clip1.mp4', 7)
+    write_video(src / 'classB' / 'clip2.avi', 5)
+    write_frames(src / 'classB' / 'clip3', 6)
+    return src
+
+
+def test_extracts_generated_clips(small_dataset, tmp_path):
+    out = tmp_path / 'out'
+    summary = run_extraction(
+        str(small_dataset),
+        str(out),
+        FAST,
+        ExtractionOptions(write_rgb=True),
+        progress=False)
+    assert summary.count('done') == 3 and not summary.failures
+    for rel, num in [('classA/clip1', 7), ('classB/clip2', 5),
+                     ('classB/clip3', 6)]:
+        folder = out / rel
+        assert files(folder, 'img_') == expected_names('img_', num)
+        assert files(folder, 'x_') == expected_names('x_', num - 1)
+        assert files(folder, 'y_') == expected_names('y_', num - 1)
+        flow_x = cv2.imread(str(folder / 'x_00001.jpg'), cv2.IMREAD_GRAYSCALE)
+        assert flow_x.shape == (48, 64)
+        assert read_done_marker(str(folder))['total_frames'] == num
+    # The texture drifts +1 px in x: flow-x quantised ~ 128 + 6.4.
+    flow_x = cv2.imread(str(out / 'classB/clip3/x_00002.jpg'), 0)
+    assert 130 <= np.median(flow_x[8:-8, 8:-8]) <= 139
+    ann = (out / 'annotations.txt').read_text().splitlines()
+    assert ann == ['classA/clip1 7 0', 'classB/clip2 5 1', 'classB/clip3 6 1']
+    assert (out / 'classes.txt').read_text().split() == ['classA', 'classB']
+    assert not list(out.rglob('*.partial'))
+
+
+def test_flow_only_resize_and_list_file(small_dataset, tmp_path):
+    list_file = small_dataset / 'list.txt'
+    list_file.write_text('classB/clip3 6 4\n# comment\n\nclassA/clip1.mp4 2\n'
+                         'classA/gone.mp4 1\n')
+    sources = read_source_list(str(list_file))
+    assert [(s.rel_out, s.kind, s.label)
+            for s in sources] == [('classB/clip3', 'frames', 4),
+                                  ('classA/clip1', 'video', 2),
+                                  ('classA/gone', 'missing', 1)]
+    out = tmp_path / 'out'
+    summary = run_extraction(
+        str(list_file),
+        str(out),
+        FAST,
+        ExtractionOptions(resize=(40, 30)),
+        progress=False)
+    assert summary.count('done') == 2
+    [failure] = summary.failures
+    assert 'gone.mp4' in failure.source.path
+    assert failure.error == 'does not exist'
+    assert files(out / 'classB/clip3', 'img_') == []
+    assert files(out / 'classB/clip3', 'x_') == expected_names('x_', 5)
+    assert cv2.imread(str(out / 'classB/clip3/y_00001.jpg')).shape[:2] == \
+        (30, 40)
+    assert (out / 'annotations.txt').read_text().splitlines() == [
+        'classA/clip1 7 2', 'classB/clip3 6 4'
+    ]
+
+
+def test_unreadable_video_is_counted_and_others_finish(small_dataset,
+                                                       tmp_path):
+    (small_dataset / 'classA' / 'broken.mp4').write_bytes(b'not a video' * 9)
+    write_frames(small_dataset / 'classA' / 'single', 1)
+    out = tmp_path / 'out'
+    summary = run_extraction(
+        str(small_dataset), str(out), FAST, progress=False)
+    assert summary.count('done') == 3 and summary.count('failed') == 2
+    errors = {Path(r.source.path).name: r.error for r in summary.failures}
+    assert 'decord' in errors['broken.mp4'] and 'pyav' in errors['broken.mp4']
+    assert 'broken.mp4' in errors['broken.mp4']
+    assert 'at least 2' in errors['single']
+    report = summary.report()
+    assert '2 failed' in report and 'broken.mp4' in report
+    assert not (out / 'classA' / 'broken').exists()
+    assert 'broken' not in (out / 'annotations.txt').read_text()
+
+    tool = load_tool()
+    argv = [
+        str(small_dataset),
+        str(out), '--method', 'dis', '--preset', 'ultrafast', '--no-progress'
+    ]
+    assert tool.main(argv) == 1
+    assert tool.main(argv + ['--allow-failures']) == 0
+
+
+def test_resume_redoes_only_unfinished(small_dataset, tmp_path):
+    out = tmp_path / 'out'
+    run_extraction(str(small_dataset), str(out), FAST, progress=False)
+    finished = out / 'classA' / 'clip1'
+    stamp = os.stat(finished / DONE_MARKER).st_mtime_ns
+    # Simulate a killed run: a half-written temp folder, and a final
+    # folder without its completion marker.
+    (out / 'classB' / 'clip2').rename(out / 'classB' / '.clip2.partial')
+    (out / 'classB' / '.clip2.partial' / 'x_00003.jpg').unlink()
+    (out / 'classB' / 'clip3' / DONE_MARKER).unlink()
+    summary = run_extraction(
+        str(small_dataset), str(out), FAST, progress=False)
+    status = {r.source.rel_out: r.status for r in summary.results}
+    assert status == {
+        'classA/clip1': 'skipped',
+        'classB/clip2': 'done',
+        'classB/clip3': 'done'
+    }
+    assert os.stat(finished / DONE_MARKER).st_mtime_ns == stamp
+    assert files(out / 'classB' / 'clip2', 'x_') == expected_names('x_', 4)
+    assert not list(out.rglob('*.partial'))
+    # Other settings invalidate finished videos.
+    again = run_extraction(
+        str(small_dataset),
+        str(out),
+        FAST,
+        ExtractionOptions(bound=10),
+        progress=False)
+    assert again.count('done') == 3
+
+
+def finished_markers(out):
+    """Completion markers of renamed (final) folders, not temp ones."""
+    return {
+        p.parent.name: os.stat(p).st_mtime_ns
+        for p in out.rglob(DONE_MARKER) if not p.parent.name.startswith('.')
+    }
+
+
+def _children(pid):
+    path = Path(f'/proc/{pid}/task/{pid}/children')
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _pool_workers(pid):
+    """Worker processes of the tool: children of its fork server."""
+    return [
+        worker for child in _children(pid) for worker in _children(child)
+    ]
+
+
+def test_resume_after_worker_killed(tmp_path):
+    src = tmp_path / 'src'
+    for i in range(6):
+        write_video(src / 'cls' / f'v{i}.avi', 24, size=(120, 160))
+    out = tmp_path / 'out'
+    cmd = [
+        sys.executable,
+        str(ROOT / 'tools' / 'extract_flow.py'),
+        str(src),
+        str(out), '--method', 'farneback', '--workers', '2', '--no-progress'
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.is_dir() or not finished_markers(out):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        workers = _pool_workers(proc.pid)
+        assert workers, 'no worker process found'
+        os.kill(workers[0], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    finished = finished_markers(out)
+    assert 1 <= len(finished)
+    if len(finished) < 6:  # the kill landed mid-run (the usual case)
+        assert proc.returncode == 1
+        assert 'worker process died' in output
+    summary = run_extraction(str(src), str(out), 'farneback', progress=False)
+    status = {Path(r.source.rel_out).name: r.status for r in summary.results}
+    assert {n for n, s in status.items() if s == 'skipped'} == set(finished)
+    assert not summary.failures
+    for name, stamp in finished.items():
+        assert os.stat(out / 'cls' / name / DONE_MARKER).st_mtime_ns == stamp
+    assert not list(out.rglob('*.partial'))
+    for i in range(6):
+        assert files(out / 'cls' / f'v{i}', 'x_') == expected_names('x_', 23)
+
+
+def test_two_workers_match_one(small_dataset, tmp_path):
+    one = run_extraction(
+        str(small_dataset), str(tmp_path / 'one'), FAST, progress=False)
+    two = run_extraction(
+        str(small_dataset),
+        str(tmp_path / 'two'),
+        FAST,
+        workers=2,
+        progress=False)
+    assert [r.status for r in two.results] == ['done'] * 3
+    assert [r.total_frames for r in one.results] == \
+        [r.total_frames for r in two.results]
+    for result in one.results:
+        rel = result.source.rel_out
+        a = cv2.imread(str(tmp_path / 'one' / rel / 'x_00002.jpg'))
+        b = cv2.imread(str(tmp_path / 'two' / rel / 'x_00002.jpg'))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_discovery_names_colliding_videos_by_full_name(tmp_path):
+    write_video(tmp_path / 'a.mp4', 3)
+    write_video(tmp_path / 'a.avi', 3)
+    write_video(tmp_path / 'b.mp4', 3)
+    (tmp_path / '.hidden').mkdir()
+    write_video(tmp_path / '.hidden' / 'c.mp4', 3)
+    names = [s.rel_out for s in discover_sources(str(tmp_path))]
+    assert names == ['a.avi', 'a.mp4', 'b']
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason='no shared fixtures')
+def test_extracts_mmaction2_fixtures(tmp_path):
+    out = tmp_path / 'out'
+    summary = run_extraction(
+        str(FIXTURES),
+        str(out),
+        FAST,
+        ExtractionOptions(write_rgb=True, short_side=48),
+        workers=2,
+        progress=False)
+    assert not summary.failures
+    # test.mp4 and test.avi share a stem, so they keep their extension.
+    expected = {'demo': 280, 'imgs': 10, 'test.avi': 164, 'test.mp4': 300}
+    assert {
+        r.source.rel_out: r.total_frames
+        for r in summary.results
+    } == expected
+    for rel, num in expected.items():
+        assert len(files(out / rel, 'img_')) == num
+        assert files(out / rel, 'x_') == expected_names('x_', num - 1)
+        assert files(out / rel, 'y_') == expected_names('y_', num - 1)
+        assert min(cv2.imread(str(out / rel / 'img_00001.jpg')).shape[:2]) \
+            == 48
+    # The imgs folder: only img_*.jpg are frames; its x_/y_ are ignored.
+    assert (out / 'annotations.txt').read_text().splitlines() == [
+        'demo 280 -1', 'imgs 10 -1', 'test.avi 164 -1', 'test.mp4 300 -1'
+    ]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'extract_flow_tool', ROOT / 'tools' / 'extract_flow.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_refuses_to_overwrite_sources(small_dataset):
+    with pytest.raises(ValueError, match='must not be SRC'):
+        run_extraction(str(small_dataset), str(small_dataset), FAST,
+                       progress=False)
+    # A frame folder whose output folder would be itself fails alone.
+    frames = small_dataset / 'classB' / 'clip3'
+    before = sorted(p.name for p in frames.iterdir())
+    [result] = run_extraction(
+        '', str(small_dataset), FAST, progress=False,
+        sources=read_source_list_for(frames, small_dataset)).results
+    assert result.status == 'failed' and 'would replace' in result.error
+    assert sorted(p.name for p in frames.iterdir()) == before
+
+
+def read_source_list_for(folder, root):
+    list_file = root / 'one.txt'
+    list_file.write_text(str(folder.relative_to(root)) + '\n')
+    return read_source_list(str(list_file))
