@@ -16,6 +16,15 @@ SHARED = PROJECT_ROOT.parent / 'shared'
 SHARED_DATA = SHARED / 'data'
 
 
+@pytest.fixture(autouse=True)
+def mmaction_scope():
+    """Every test starts in MMAction2's registry scope (a Runner built by an
+    earlier test may have switched MMEngine's global default scope)."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        yield
+
+
 @pytest.fixture
 def shared_data():
     """``../shared/data``, or skip where it is absent (a user's machine)."""

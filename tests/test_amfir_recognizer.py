@@ -123,6 +123,15 @@ def test_reliability_net_is_trained_by_asi_loss_only():
     assert rgb.grad is None  # ASI never trains the branches
 
 
+def test_asi_with_pooled_features():
+    model = build(asi=dict(feature_channels=(512, 512)))
+    assert model.asi.mlp[0].in_features == 2 * (3 + 2) + 1024
+    losses = losses_of(model)
+    losses['loss_asi'].backward()
+    assert model.asi.mlp[-1].weight.grad.abs().sum() > 0
+    assert model.branches['rgb'].backbone.conv1.conv.weight.grad is None
+
+
 def test_predict_fields():
     model = build()
     with torch.no_grad():
@@ -276,7 +285,8 @@ def check_cross_modality(model, rgb_conv, layer_name='layer1.0.conv2.conv'):
 @pytest.fixture(scope='module')
 def resnet18_torchvision_file(tmp_path_factory):
     torch.manual_seed(1)
-    state = MODELS.build(R18).state_dict()
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        state = MODELS.build(R18).state_dict()
     path = tmp_path_factory.mktemp('ckpt') / 'resnet18_tv.pth'
     torch.save(torchvision_resnet_keys(state), path)
     return path, state['conv1.conv.weight']

@@ -58,7 +58,7 @@ def _runner(work_dir, max_iters, resume):
         default_hooks=dict(checkpoint=dict(
             type='CheckpointHook', interval=2, by_epoch=False)),
         resume=resume,
-        default_scope='mmengine',
+        default_scope='mmaction',
         experiment_name=f'resume_{max_iters}_{resume}')
 
 

@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 
 from amfir_mm.datasets.synthetic_shapes import make_shapes_dataset
 
-DEFAULT_CONFIG = 'configs/fewshot_rgb/shapes_r18_proto_5way1shot.py'
+DEFAULT_CONFIG = 'configs/demo/shapes_amfir_r18_5way1shot.py'
 
 
 def main(argv=None):

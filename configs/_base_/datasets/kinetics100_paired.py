@@ -1,4 +1,4 @@
-# Kinetics-100, CMN split (64/12/24 classes x 100 videos): RGB + flow rawframes.
+# Kinetics-100, CMN split (64/12/24 classes x 100 videos): RGB + flow.
 _base_ = ['./fewshot_paired.py']
 data_root = 'data/kinetics100'
 train_pipeline = {{_base_.train_pipeline_flip}}

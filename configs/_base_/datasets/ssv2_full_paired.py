@@ -1,4 +1,4 @@
-# SSv2-full, OTAM split (64/12/24 classes, lines trainK/<id>): RGB + flow rawframes.
+# SSv2-full, OTAM split (64/12/24 classes; lines trainK/<id>): RGB + flow.
 _base_ = ['./fewshot_paired.py']
 data_root = 'data/ssv2_full'
 

@@ -1,0 +1,21 @@
+# The quick-start job (tools/demo.py): AMFIR with RGB and DIS-flow ResNet-18
+# branches trained from scratch on the generated moving-shapes data, CPU,
+# a few minutes. Test classes are unseen shape/motion pairs; RGB prototypes
+# average frames and so cannot tell "left" from "right": flow can.
+_base_ = [
+    '../_base_/default_runtime.py', '../_base_/schedules/fewshot_iter.py',
+    '../_base_/models/amfir_r50.py', '../_base_/datasets/shapes_paired.py'
+]
+r18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
+head = dict(_delete_=True, type='PrototypeHead', metric='cosine',
+            temperature=0.1)
+model = dict(rgb=dict(backbone=r18, cls_head=head),
+             flow=dict(backbone=r18, cls_head=head))
+train_cfg = dict(max_iters=300, val_interval=150)
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=1e-3))
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=False, T_max=300, eta_min=1e-5)
+]
+default_hooks = dict(logger=dict(interval=25),
+                     checkpoint=dict(interval=150, save_best='fewshot/accuracy',
+                                     rule='greater'))
