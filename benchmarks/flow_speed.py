@@ -144,15 +144,17 @@ def time_scaling(report):
     startup = time_extraction(all_sources[:2], ESTIMATORS['DIS medium'], 2)
     report['extraction']['fork_server_startup_s'] = startup['seconds']
     jobs = [('DIS medium', all_sources, 'all ssv2_mini (100 videos)'),
-            ('TV-L1 fast (nscales=3, warps=3, eps=0.02)', all_sources[:20],
-             'first 20 ssv2_mini videos')]
+            ('TV-L1 fast (nscales=3, warps=3, eps=0.02)', all_sources[:10],
+             'first 10 ssv2_mini videos')]
     for name, sources, subset in jobs:
+        load = [round(x, 2) for x in os.getloadavg()]
         one = time_extraction(sources, ESTIMATORS[name], 1)
         one_thread = time_extraction(sources, ESTIMATORS[name], 1, 1)
         two = time_extraction(sources, ESTIMATORS[name], 2)
         report['extraction'][name] = dict(
             videos=subset,
             frame_size=f'{SIZE}x{SIZE}',
+            load_average_before=load,
             one_worker=one,
             one_worker_one_opencv_thread=one_thread,
             two_workers=two,
