@@ -197,9 +197,7 @@ def _children(pid):
 
 def _pool_workers(pid):
     """Worker processes of the tool: children of its fork server."""
-    return [
-        worker for child in _children(pid) for worker in _children(child)
-    ]
+    return [worker for child in _children(pid) for worker in _children(child)]
 
 
 def test_resume_after_worker_killed(tmp_path):
@@ -312,13 +310,16 @@ def load_tool():
 
 def test_refuses_to_overwrite_sources(small_dataset):
     with pytest.raises(ValueError, match='must not be SRC'):
-        run_extraction(str(small_dataset), str(small_dataset), FAST,
-                       progress=False)
+        run_extraction(
+            str(small_dataset), str(small_dataset), FAST, progress=False)
     # A frame folder whose output folder would be itself fails alone.
     frames = small_dataset / 'classB' / 'clip3'
     before = sorted(p.name for p in frames.iterdir())
     [result] = run_extraction(
-        '', str(small_dataset), FAST, progress=False,
+        '',
+        str(small_dataset),
+        FAST,
+        progress=False,
         sources=read_source_list_for(frames, small_dataset)).results
     assert result.status == 'failed' and 'would replace' in result.error
     assert sorted(p.name for p in frames.iterdir()) == before

@@ -8,7 +8,9 @@ SRC: a folder searched recursively for videos (mp4/avi/webm/...) and RGB
 frame folders, a single video, or a list file (one path per line). OUT
 mirrors SRC: one folder per video with ``x_/y_%05d.jpg`` (and
 ``img_%05d.jpg`` with ``--write-rgb``) plus an annotation list. Rerunning
-skips finished videos. Exit code 1 if any video failed (unless
+skips finished videos (an existing OUT/<video>/ folder without the
+``.done.json`` marker is treated as unfinished and replaced, so do not point
+OUT at data you want to keep). Exit code 1 if any video failed (unless
 ``--allow-failures``). See ``amfir_mm/flow/extraction.py`` for details.
 """
 import argparse

@@ -147,6 +147,16 @@ def read_done_marker(folder: str) -> Optional[dict]:
         return None
 
 
+def finished_result(source: FlowSource, out_root: str,
+                    fingerprint: dict) -> Optional[VideoResult]:
+    """A 'skipped' result if the source's output is finished with the same
+    settings, else None."""
+    marker = read_done_marker(osp.join(out_root, *source.rel_out.split('/')))
+    if marker is not None and marker.get('settings') == fingerprint:
+        return VideoResult(source, 'skipped', marker['total_frames'])
+    return None
+
+
 def _write_jpeg(path: str, image: np.ndarray, quality: int) -> None:
     if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise OSError(f'cannot write {path}')
@@ -214,15 +224,17 @@ def extract_video(source: FlowSource,
     start = time.monotonic()
     final = osp.join(out_root, *source.rel_out.split('/'))
     fingerprint = options.fingerprint(estimator)
-    marker = read_done_marker(final)
-    if not overwrite and marker is not None and \
-            marker.get('settings') == fingerprint:
-        return VideoResult(source, 'skipped', marker['total_frames'])
+    if not overwrite:
+        finished = finished_result(source, out_root, fingerprint)
+        if finished is not None:
+            return finished
     if source.kind == 'missing':
         return VideoResult(source, 'failed', error='does not exist')
     if _inside(source.path, final):
         return VideoResult(
-            source, 'failed', error=f'output folder {final} would replace '
+            source,
+            'failed',
+            error=f'output folder {final} would replace '
             'the source; choose an OUT outside the source folders')
     temp = osp.join(osp.dirname(final), f'.{osp.basename(final)}.partial')
     errors = []
@@ -362,19 +374,28 @@ def run_extraction(
     if sources is None:
         sources = discover_sources(src, exclude=out)
     os.makedirs(out, exist_ok=True)
-    bar = ProgressBar(len(sources)) if progress and sources else None
-    if workers <= 1 or len(sources) <= 1:
-        results = []
-        for source in sources:
-            results.append(
-                extract_video(source, out, built, options, overwrite))
+    # Finished videos are skipped here, so a resumed run only starts
+    # workers for what is left.
+    fingerprint = options.fingerprint(built)
+    results = [
+        None if overwrite else finished_result(s, out, fingerprint)
+        for s in sources
+    ]
+    todo = [i for i, result in enumerate(results) if result is None]
+    bar = ProgressBar(len(todo)) if progress and todo else None
+    if workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            results[i] = extract_video(sources[i], out, built, options,
+                                       overwrite)
             if bar is not None:
                 bar.update()
-    else:
+    elif todo:
         cfg = built if estimator is None or isinstance(
             estimator, BaseFlowEstimator) else estimator
-        results = _run_parallel(sources, cfg, out, options, overwrite, workers,
-                                bar)
+        done = _run_parallel([sources[i] for i in todo], cfg, out, options,
+                             overwrite, workers, bar)
+        for i, result in zip(todo, done):
+            results[i] = result
     if bar is not None:
         bar.file.write('\n')
     summary = ExtractionSummary(results)

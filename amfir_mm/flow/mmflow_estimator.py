@@ -268,5 +268,8 @@ class MMFlowEstimator(BaseFlowEstimator):
         ]
 
     def _repr_params(self) -> list:
+        # What determines the flow (the repr is the extraction fingerprint):
+        # device and batch size do not.
+        iters = (self.model.test_cfg or {}).get('iters')
         return [('config', self.config_name), ('checkpoint', self.checkpoint),
-                ('device', str(self.device)), ('batch_size', self.batch_size)]
+                ('iters', iters)]
