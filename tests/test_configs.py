@@ -176,7 +176,8 @@ def test_train_script_fails_clearly_without_data(tmp_path):
         [sys.executable, 'tools/train.py', 'configs/amfir_ssv2_1shot.py',
          '--work-dir', str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last == ('FileNotFoundError: data not found at '
                     'data/ssv2_full/splits/train.txt: the split file is '

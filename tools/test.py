@@ -5,6 +5,7 @@
 import argparse
 import json
 import os
+import sys
 import os.path as osp
 
 from mmengine.config import Config, DictAction
@@ -89,4 +90,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except FileNotFoundError as err:  # missing data: say what, no traceback
+        sys.exit(f'{type(err).__name__}: {err}')
