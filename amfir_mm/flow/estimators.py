@@ -39,6 +39,16 @@ def check_frame_pair(frame1: np.ndarray, frame2: np.ndarray) -> None:
                          f'{frame1.shape} and {frame2.shape}')
 
 
+def check_frame_pairs(firsts: Sequence[np.ndarray],
+                      seconds: Sequence[np.ndarray]) -> None:
+    """:func:`check_frame_pair` for every pair of two equally long lists."""
+    if len(firsts) != len(seconds):
+        raise ValueError(f'got {len(firsts)} first frames but '
+                         f'{len(seconds)} second frames')
+    for frame1, frame2 in zip(firsts, seconds):
+        check_frame_pair(frame1, frame2)
+
+
 class BaseFlowEstimator(metaclass=ABCMeta):
     """Interface: two ``(H, W, 3)`` uint8 RGB frames -> ``(H, W, 2)`` flow.
 
@@ -69,14 +79,9 @@ class BaseFlowEstimator(metaclass=ABCMeta):
         Returns:
             list[np.ndarray]: ``(H, W, 2)`` float32 flows in pixels.
         """
-        if len(firsts) != len(seconds):
-            raise ValueError(f'got {len(firsts)} first frames but '
-                             f'{len(seconds)} second frames')
-        flows = []
-        for frame1, frame2 in zip(firsts, seconds):
-            check_frame_pair(frame1, frame2)
-            flows.append(self._as_flow(self.estimate(frame1, frame2), frame1))
-        return flows
+        check_frame_pairs(firsts, seconds)
+        return [self._as_flow(self.estimate(frame1, frame2), frame1)
+                for frame1, frame2 in zip(firsts, seconds)]
 
     @abstractmethod
     def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:

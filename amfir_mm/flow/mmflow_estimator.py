@@ -28,7 +28,7 @@ import numpy as np
 from mmaction.registry import MODELS
 
 from ..compat import MissingCompiledOpError, import_mmflow_models
-from .estimators import BaseFlowEstimator, check_frame_pair
+from .estimators import BaseFlowEstimator, check_frame_pairs
 
 
 class UnsupportedDeviceError(RuntimeError):
@@ -217,11 +217,7 @@ class MMFlowEstimator(BaseFlowEstimator):
         Returns:
             list[np.ndarray]: ``(H, W, 2)`` float32 flows in pixels.
         """
-        if len(firsts) != len(seconds):
-            raise ValueError(f'got {len(firsts)} first frames but '
-                             f'{len(seconds)} second frames')
-        for frame1, frame2 in zip(firsts, seconds):
-            check_frame_pair(frame1, frame2)
+        check_frame_pairs(firsts, seconds)
         flows = []
         step = max(1, self.batch_size)
         for start in range(0, len(firsts), step):
