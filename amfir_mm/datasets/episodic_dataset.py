@@ -55,6 +55,8 @@ class EpisodicDataset:
             videos (logged); by default such a class is an error.
         check_frame_dirs (bool): check at start-up that every video's frame
             folder exists, naming the annotation line of a missing one.
+        lazy_init (bool): defer :meth:`full_init` (indexing and checks) to
+            first use, as MMEngine's ``BaseDataset`` does.
     """
 
     def __init__(self,
@@ -166,13 +168,16 @@ class EpisodicDataset:
         return dict(classes=classes.tolist(), support=support, query=query)
 
     # -- episode lists on disk ------------------------------------------
-    def _video_key(self, idx: int) -> str:
+    def video_key(self, idx: int) -> str:
+        """The id of video ``idx`` of the wrapped dataset (its ``video_id``,
+        else its ``frame_dir``): episode and embedding files are keyed by
+        it."""
         info = self.dataset.get_data_info(idx)
         return info.get('video_id') or info['frame_dir']
 
     def save_episodes(self, path: str) -> None:
         """Write all episodes (by video id) to a JSON file."""
-        key = self._video_key
+        key = self.video_key
         episodes = []
         for i in range(len(self)):
             ep = self.draw_episode(i)
@@ -198,7 +203,7 @@ class EpisodicDataset:
                 f'{shape[2]} queries; this dataset is configured for '
                 f'{self.num_ways}-way {self.num_shots}-shot with '
                 f'{self.num_queries}')
-        index = {self._video_key(i): i for i in range(len(self.dataset))}
+        index = {self.video_key(i): i for i in range(len(self.dataset))}
 
         def lookup(key, ep_no):
             if key not in index:
@@ -247,7 +252,7 @@ class EpisodicDataset:
             dict(num_ways=self.num_ways, num_shots=self.num_shots,
                  num_queries=self.num_queries, episode_index=index,
                  class_labels=[int(c) for c in episode['classes']],
-                 video_ids=[self._video_key(v) for v in order]))
+                 video_ids=[self.video_key(v) for v in order]))
         return order, sample
 
     def __getitem__(self, index: int) -> dict:

@@ -71,7 +71,7 @@ class CachedEpisodeMixin:
         return model.module if is_model_wrapper(model) else model
 
     def _video_keys(self, videos) -> List[str]:
-        return [self.dataloader.dataset._video_key(i)
+        return [self.dataloader.dataset.video_key(i)
                 for i in range(len(videos))]
 
     @torch.no_grad()
