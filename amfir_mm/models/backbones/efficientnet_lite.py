@@ -65,6 +65,10 @@ class EfficientNetLite(nn.Module):
         in_channels (int): input channels (3 for RGB).
         norm_eval (bool): keep BatchNorm in eval mode while training
             (frozen statistics, as MMAction2's backbones do).
+        frozen_stages (int): stages whose parameters are frozen (and kept in
+            eval mode), as MMAction2's ``ResNet``: -1 none, 0 the stem,
+            ``k`` the stem and the first ``k`` of the 7 MBConv stages,
+            8 everything including the 1x1 head convolution.
         drop_connect_rate (float): stochastic depth; 0 turns it off.
     """
 
@@ -73,6 +77,7 @@ class EfficientNetLite(nn.Module):
                  pretrained: Optional[str] = None,
                  in_channels: int = 3,
                  norm_eval: bool = False,
+                 frozen_stages: int = -1,
                  drop_connect_rate: float = 0.2) -> None:
         super().__init__()
         net = _efficientnet_class().from_name(
@@ -89,6 +94,32 @@ class EfficientNetLite(nn.Module):
         self.in_channels = in_channels
         self.norm_eval = norm_eval
         self.out_channels = self._bn1.num_features
+        # stage k (1-based) = the blocks of the k-th entry of blocks_args
+        repeats = [args.num_repeat for args in net._blocks_args]
+        self.stage_ends = [sum(repeats[:k + 1]) for k in range(len(repeats))]
+        if not -1 <= frozen_stages <= len(repeats) + 1:
+            raise ValueError(f'frozen_stages must be in [-1, '
+                             f'{len(repeats) + 1}], got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self._freeze_stages()
+
+    def _frozen_modules(self):
+        if self.frozen_stages < 0:
+            return []
+        modules = [self._conv_stem, self._bn0]
+        num_stages = len(self.stage_ends)
+        last = self.stage_ends[min(self.frozen_stages, num_stages) - 1] \
+            if self.frozen_stages > 0 else 0
+        modules += list(self._blocks[:last])
+        if self.frozen_stages > num_stages:
+            modules += [self._conv_head, self._bn1]
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
 
     def init_weights(self) -> None:
         if self.pretrained is None:
@@ -106,6 +137,7 @@ class EfficientNetLite(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
+        self._freeze_stages()
         if mode and self.norm_eval:
             for m in self.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
