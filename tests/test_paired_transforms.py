@@ -280,3 +280,15 @@ def test_batch_through_multimodal_preprocessor(coded_rawframes):
     assert data['inputs']['flow'].shape == (2, 4, 2, 48, 48)
     assert data['inputs']['flow'].abs().max() <= 1.0 + 1e-6
     assert data['inputs']['flow'].dtype == torch.float32
+
+
+def test_flow_magnitude_image_hand_computed():
+    from amfir_mm.datasets.transforms import FlowMagnitudeImage
+    field = np.array([[[128, 128], [131, 132]],
+                      [[0, 128], [255, 255]]], dtype=np.uint8)  # (2, 2, 2)
+    out = FlowMagnitudeImage().transform(dict(flow=[field, field]))['flow']
+    assert len(out) == 2 and out[0].shape == (2, 2, 3)
+    assert out[0].dtype == np.uint8
+    np.testing.assert_array_equal(out[0][..., :2], field)
+    # 2 * |(3, 4)| = 10; 2 * 128 = 256 -> clipped to 255; 2 * 127 * sqrt(2)
+    np.testing.assert_array_equal(out[0][..., 2], [[0, 10], [255, 255]])

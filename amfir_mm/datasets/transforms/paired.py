@@ -68,7 +68,8 @@ from ...flow import build_flow_estimator, quantize_flow
 
 __all__ = [
     'PairedRawFrameDecode', 'FlowPairIndices', 'ComputeFlow', 'StackRGBFlow',
-    'SplitRGBFlow', 'PairedFormatShape', 'paired_flow_indices'
+    'SplitRGBFlow', 'FlowMagnitudeImage', 'PairedFormatShape',
+    'paired_flow_indices'
 ]
 
 
@@ -324,6 +325,33 @@ class SplitRGBFlow(BaseTransform):
             for field in flow:
                 field[..., axis] = 255 - field[..., axis]
         results['flow'] = flow
+        return results
+
+
+@TRANSFORMS.register_module()
+class FlowMagnitudeImage(BaseTransform):
+    """Turn each 2-channel flow field into an ``(x, y, magnitude)`` image.
+
+    ``flow`` (list of ``(H, W, 2)`` quantised 0..255 fields, ``128 = 0 px``)
+    -> list of ``(H, W, 3)`` uint8: flow-x, flow-y and the magnitude
+    ``min(255, 2 * sqrt((x - 128)^2 + (y - 128)^2))`` (0 = still, 255 = the
+    quantisation bound).  A 3-channel flow image can go through an
+    unmodified ImageNet stem (``in_channels=3`` for the flow branch), which
+    keeps the pretrained filters' channel selectivity; the 2-channel TSN
+    cross-modality stem instead sums flow-x and flow-y, so a frozen stem
+    cannot tell their directions apart.  Place after :class:`SplitRGBFlow`.
+    """
+
+    def transform(self, results: dict) -> dict:
+        images = []
+        for field in results['flow']:
+            centred = np.asarray(field, dtype=np.float32) - 128
+            magnitude = np.minimum(
+                255, 2 * np.sqrt((centred**2).sum(-1, keepdims=True)))
+            images.append(np.concatenate(
+                [np.asarray(field, dtype=np.uint8),
+                 np.rint(magnitude).astype(np.uint8)], axis=-1))
+        results['flow'] = images
         return results
 
 

@@ -1,0 +1,76 @@
+# AMFIR on ../shared/data/ssv2_mini with the one ImageNet backbone that is
+# available offline: EfficientNet-Lite0 (pip wheel), 112 px, 8 frames,
+# 5-way 1-shot. RGB + flow branches, cosine prototype heads, ASI + AMD +
+# AMI. Meta-training on 5 classes overfits a whole backbone (see
+# benchmarks/RESULTS.md), so only the last stages are trained; with the
+# stem frozen, flow enters as an (x, y, magnitude) image through the
+# unmodified ImageNet stem (FlowMagnitudeImage, in_channels=3): the
+# 2-channel cross-modality stem would sum flow-x and flow-y.
+# Flow rawframes first (see _base_/datasets/ssv2_mini_paired.py):
+#   python tools/extract_flow.py ../shared/data/ssv2_mini \
+#       data/ssv2_mini_paired --method tvl1 --write-rgb --short-side 128
+#   python tools/train.py configs/ssv2mini/amfir_effl0_112_5way1shot.py
+# RGB-only / flow-only models: --cfg-options "model.modalities=['rgb']".
+# benchmarks/ssv2_mini.py trains and compares all of them.
+_base_ = [
+    '../_base_/models/amfir_r50.py', '../_base_/default_runtime.py',
+    '../_base_/schedules/fewshot_iter.py',
+    '../_base_/datasets/ssv2_mini_paired.py'
+]
+effl0 = dict(_delete_=True, type='EfficientNetLite', arch='efficientnet-lite0',
+             pretrained='imagenet', norm_eval=True, frozen_stages=8,
+             drop_connect_rate=0.0)
+head = dict(_delete_=True, type='PrototypeHead', metric='cosine', temperature=0.1)
+imagenet_norm = dict(mean=[123.675, 116.28, 103.53],
+                     std=[58.395, 57.12, 57.375])
+model = dict(
+    rgb=dict(backbone=effl0, cls_head=head),
+    flow=dict(in_channels=3, backbone=effl0, cls_head=head),
+    data_preprocessor=dict(preprocessors=dict(flow=imagenet_norm)),
+    asi=dict(type='ActiveSampleInference', topk=3, hidden_channels=32),
+    loss_amd=dict(type='AMDLoss', temperature=4.0, loss_weight=1.0))
+
+num_frames, crop, short_side = 8, 112, 128
+train_pipeline = [
+    dict(type='SampleFrames', clip_len=1, frame_interval=1,
+         num_clips=num_frames),
+    dict(type='PairedRawFrameDecode'),
+    dict(type='StackRGBFlow'),
+    dict(type='Resize', scale=(-1, short_side)),
+    dict(type='MultiScaleCrop', input_size=crop, scales=(1, 0.875, 0.75),
+         random_crop=False, max_wh_scale_gap=1),
+    dict(type='Resize', scale=(crop, crop), keep_ratio=False),
+    dict(type='SplitRGBFlow'),
+    dict(type='FlowMagnitudeImage'),
+    dict(type='PairedFormatShape', input_format='NCHW'),
+    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
+]
+test_pipeline = [
+    dict(type='SampleFrames', clip_len=1, frame_interval=1,
+         num_clips=num_frames, test_mode=True),
+    dict(type='PairedRawFrameDecode'),
+    dict(type='StackRGBFlow'),
+    dict(type='Resize', scale=(-1, short_side)),
+    dict(type='CenterCrop', crop_size=crop),
+    dict(type='SplitRGBFlow'),
+    dict(type='FlowMagnitudeImage'),
+    dict(type='PairedFormatShape', input_format='NCHW'),
+    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
+]
+train_dataloader = dict(dataset=dict(
+    num_queries=2, dataset=dict(pipeline=train_pipeline)))
+test_dataloader = dict(dataset=dict(
+    num_episodes=2000, dataset=dict(pipeline=test_pipeline)))
+val_dataloader = dict(dataset=dict(
+    num_episodes=500, dataset=dict(pipeline=test_pipeline)))
+
+train_cfg = dict(max_iters=300, val_interval=300)
+optim_wrapper = dict(
+    _delete_=True, type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-2),
+    clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=False,
+                        T_max=300, eta_min=1e-6)]
+default_hooks = dict(logger=dict(interval=25),
+                     checkpoint=dict(interval=300, save_best=None,
+                                     max_keep_ckpts=1))
