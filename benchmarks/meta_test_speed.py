@@ -1,6 +1,7 @@
 """Meta-test cost: cached embeddings vs per-episode recomputation.
 
     python benchmarks/meta_test_speed.py [--episodes 10000] [--slow 40]
+        [--episode-batch-size 64]
         [--out benchmarks/results/meta_test_speed.json]
 
 On ../shared/data/ssv2_mini/val (50 videos, 8 frames), one run, one
@@ -10,7 +11,8 @@ AMI; random weights: speed only) with DIS flow computed on the fly.
 1. ``embed``: the cached loop's embedding pass (one backbone pass per video
    per modality, data loading and flow included);
 2. ``episodes``: all ``--episodes`` 5-way 1-shot episodes on the cached
-   features (heads, ASI, AMI, metric);
+   features (heads, ASI, AMI, metric), ``--episode-batch-size`` episodes
+   per model call (default: the loop's);
 3. ``slow``: MMEngine's plain ``TestLoop`` (both backbones re-run for every
    video of every episode, as TRX / CLIP-FSAR do) on the first ``--slow``
    episodes, and its per-episode time times ``--episodes`` (extrapolated,
@@ -45,7 +47,7 @@ PIPELINE = [
 ]
 
 
-def build_runner(loop, episodes, work_dir):
+def build_runner(loop, episodes, work_dir, **loop_args):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/amfir_r50.py'))
     r18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
     for m in ('rgb', 'flow'):
@@ -64,7 +66,7 @@ def build_runner(loop, episodes, work_dir):
                              filename_tmpl='{:08d}.jpg', pipeline=PIPELINE,
                              test_mode=True))),
         test_evaluator=dict(type='FewShotAccuracy'),
-        test_cfg=dict(type=loop),
+        test_cfg=dict(type=loop, **loop_args),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1000)),
         default_scope='mmaction',
         experiment_name=f'{loop}_{episodes}')
@@ -74,13 +76,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--episodes', type=int, default=10000)
     parser.add_argument('--slow', type=int, default=40)
+    parser.add_argument('--episode-batch-size', type=int)
     parser.add_argument('--out', default=osp.join(
         ROOT, 'benchmarks/results/meta_test_speed.json'))
     args = parser.parse_args()
     import amfir_mm  # noqa: F401
     work = tempfile.mkdtemp()
 
-    runner = build_runner('CachedEpisodeTestLoop', args.episodes, work)
+    loop_args = {} if args.episode_batch_size is None else dict(
+        episode_batch_size=args.episode_batch_size)
+    runner = build_runner('CachedEpisodeTestLoop', args.episodes, work,
+                          **loop_args)
     torch.manual_seed(0)
     runner.model.init_weights()
     state = runner.model.state_dict()
@@ -104,13 +110,16 @@ def main():
     fast_total = embed_s + episodes_s
     out = dict(
         command='python benchmarks/meta_test_speed.py '
-        f'--episodes {args.episodes} --slow {args.slow}',
+        f'--episodes {args.episodes} --slow {args.slow}' +
+        (f' --episode-batch-size {args.episode_batch_size}'
+         if args.episode_batch_size else ''),
         date=time.strftime('%Y-%m-%d %H:%M'),
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs, CPU only',
         load_average=os.getloadavg(),
         setting='ssv2_mini val (50 videos x 8 frames), 5-way 1-shot, '
         'AMFIR 2x ResNet-18 112 px, OTAM heads, DIS flow on the fly',
         videos=50, episodes=args.episodes,
+        episode_batch_size=loop.episode_batch_size,
         embed_s=round(embed_s, 2),
         cached_episodes_s=round(episodes_s, 2),
         cached_ms_per_episode=round(1000 * episodes_s / args.episodes, 3),

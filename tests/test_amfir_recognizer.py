@@ -13,6 +13,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
+from amfir_mm.models.fusion import fuse_posteriors
+from amfir_mm.models.heads import split_episode
 
 register_all_modules()
 
@@ -328,3 +330,107 @@ def test_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(flow_conv.weight,
                                model.branches['flow'].backbone.conv1.conv
                                .weight)
+
+
+# -- a batch of episodes from cached features ------------------------------
+def episode_samples(shapes):
+    """Episode samples (no inputs) of the given (N, K, Q) shapes."""
+    samples = []
+    for ways, shots, queries in shapes:
+        sample = ActionDataSample().set_gt_label(
+            torch.arange(ways).repeat_interleave(queries))
+        sample.set_metainfo(dict(num_ways=ways, num_shots=shots,
+                                 num_queries=queries))
+        samples.append(sample)
+    return samples
+
+
+def reference_prediction(model, feats, meta):
+    """One episode's prediction, unbatched, from the building blocks."""
+    logits, pooled = [], []
+    for m in model.modalities:
+        support, query = split_episode(feats[m], meta)  # (V, T, C)
+        logits.append(model.branches[m].cls_head(
+            support, query, meta['num_ways'], meta['num_shots']))
+        pooled.append(query.mean(1))
+    log_probs = F.log_softmax(torch.stack(logits, 1), -1)  # (M, S, N)
+    num = len(model.modalities)
+    if model.asi is not None:
+        pi = model.asi(log_probs,
+                       pooled if model.asi.uses_features else None).exp()
+    else:
+        pi = torch.full(log_probs.shape[:2], 1 / num)
+    weights = pi if model.adaptive_inference else torch.full_like(pi, 0.5)
+    scores = (fuse_posteriors(log_probs, weights, model.fusion).exp()
+              if num > 1 else log_probs[:, 0].exp())
+    out = dict(pred_score=scores, reliability=torch.zeros(len(pi), 2))
+    for s, m in enumerate(model.modalities):
+        out[f'{m}_score'] = log_probs[:, s].exp()
+        out['reliability'][:, ('rgb', 'flow').index(m)] = pi[:, s]
+    return out
+
+
+@pytest.mark.parametrize('overrides', [
+    dict(),
+    dict(asi=dict(feature_channels=(16, 16))),
+    dict(fusion='mixture', adaptive_inference=False),
+    dict(rgb=dict(cls_head=dict(type='TRXHead', in_channels=16,
+                                out_channels=8, cardinalities=(2, ))),
+         flow=dict(cls_head=dict(type='PrototypeHead'))),
+    dict(modalities=('flow', )),
+], ids=['otam_asi', 'asi_features', 'mixture_no_ami', 'trx_prototype',
+        'flow_only'])
+def test_batched_predictions_equal_per_episode(overrides):
+    model = build(init=False, **overrides).eval()
+    if model.asi is not None:  # pi differs per query
+        torch.nn.init.normal_(model.asi.mlp[-1].weight)
+    episodes = 5
+    gen = torch.Generator().manual_seed(1)
+    feats = {m: torch.randn(episodes, VIDEOS * FRAMES, 16, generator=gen)
+             for m in model.modalities}
+    shape = (WAYS, SHOTS, QUERIES)
+    with torch.no_grad():
+        samples = model.predict_episodes(feats,
+                                         episode_samples([shape] * episodes))
+        outputs = model.episode_outputs(feats,
+                                        episode_samples([shape] * episodes))
+        for e, sample in enumerate(samples):
+            ref = reference_prediction(
+                model, {m: f[e] for m, f in feats.items()},
+                samples[e].metainfo)
+            assert set(ref) <= set(sample.keys())
+            for key, value in ref.items():
+                torch.testing.assert_close(sample.get(key), value)
+            assert torch.equal(sample.pred_label, ref['pred_score'].argmax(1))
+            assert torch.equal(sample.selected_modality,
+                               ref['reliability'].argmax(1))
+            torch.testing.assert_close(outputs[e]['log_probs'].exp(),
+                                       torch.stack([ref[f'{m}_score'] for m
+                                                    in model.modalities], 1))
+            # a tensor of its own, not a view that would pickle the batch
+            score = sample.pred_score
+            assert score.untyped_storage().nbytes() == \
+                score.numel() * score.element_size()
+    if model.asi is not None:
+        assert not torch.allclose(samples[0].reliability,
+                                  samples[1].reliability)
+
+
+def test_mixed_shape_episodes_run_one_by_one():
+    model = build(init=False).eval()
+    torch.nn.init.normal_(model.asi.mlp[-1].weight)
+    shapes = [(5, 1, 1), (2, 2, 3), (5, 1, 1)]  # 10 videos each
+    feats = {m: torch.randn(3, 10 * FRAMES, 16) for m in model.modalities}
+    with torch.no_grad():
+        samples = model.predict_episodes(feats, episode_samples(shapes))
+        for e, sample in enumerate(samples):
+            alone = model.predict_episodes(
+                {m: f[e:e + 1] for m, f in feats.items()},
+                episode_samples(shapes[e:e + 1]))[0]
+            assert sample.pred_score.shape == (shapes[e][0] * shapes[e][2],
+                                               shapes[e][0])
+            for key in ('pred_score', 'rgb_score', 'flow_score',
+                        'reliability'):
+                torch.testing.assert_close(sample.get(key), alone.get(key))
+        outputs = model.episode_outputs(feats, episode_samples(shapes))
+        assert outputs[1]['logits'].shape == (6, 2, 2)

@@ -5,6 +5,7 @@ import pickle
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from test_episodic_dataset import PIPELINE
@@ -44,7 +45,8 @@ def episodic(tree, pipeline=PIPELINE):
         num_ways=3, num_shots=2, num_queries=2, num_episodes=12, seed=5)
 
 
-def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE):
+def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE,
+             **loop_args):
     runner = Runner(
         model=model,
         work_dir=str(work_dir),
@@ -55,7 +57,7 @@ def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE):
                              collate_fn=dict(type='pseudo_collate')),
         test_evaluator=[dict(type='FewShotAccuracy'),
                         dict(type='DumpResults', out_file_path=str(dump))],
-        test_cfg=dict(type=loop),
+        test_cfg=dict(type=loop, **loop_args),
         randomness=dict(seed=0),
         default_scope='mmaction',
         experiment_name=f'{loop}_{dump.stem}')
@@ -74,7 +76,7 @@ def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
                                   tmp_path / 'slow.pkl', model, pipeline)
     fast_runner, _ = run_test(frame_tree, tmp_path / 'fast',
                               'CachedEpisodeTestLoop', tmp_path / 'fast.pkl',
-                              model, pipeline)
+                              model, pipeline, episode_batch_size=5)
     fast_runner.model.load_state_dict(state)  # the same weights
     slow_metrics = slow_runner.test()
     fast_metrics = fast_runner.test()
@@ -106,3 +108,47 @@ def test_embeddings_file_is_reused(frame_tree, tmp_path):
         for p in runner.model.backbone.parameters():
             p.zero_()
     assert runner.test() == pytest.approx(first)
+
+
+class IterRecorder(Hook):
+    """Records the ``batch_idx`` and chunk size of every test iteration."""
+
+    def __init__(self):
+        self.iters = []
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None,
+                        outputs=None):
+        assert len(outputs) == len(data_batch['data_samples'])
+        self.iters.append((batch_idx, len(outputs)))
+
+
+def test_chunk_size_does_not_change_predictions(frame_tree, tmp_path):
+    """Chunks of 5 of the 12 episodes (5 + 5 + 2) predict what chunks of 1
+    do; hooks run once per chunk."""
+    runs, state = {}, None
+    for size in (1, 5):
+        runner, _ = run_test(
+            frame_tree, tmp_path / str(size), 'CachedEpisodeTestLoop',
+            tmp_path / f'{size}.pkl', AMFIR, PAIRED_PIPELINE,
+            episode_batch_size=size)
+        if state is None:
+            with torch.no_grad():  # so that pi differs per query
+                torch.nn.init.normal_(runner.model.asi.mlp[-1].weight)
+            state = runner.model.state_dict()
+        runner.model.load_state_dict(state)  # the same weights
+        recorder = IterRecorder()
+        runner.register_hook(recorder)
+        metrics = runner.test()
+        runs[size] = (metrics, recorder.iters,
+                      pickle.load(open(tmp_path / f'{size}.pkl', 'rb')))
+    assert runs[1][1] == [(i, 1) for i in range(12)]
+    assert runs[5][1] == [(0, 5), (1, 5), (2, 2)]
+    assert runs[1][0] == pytest.approx(runs[5][0])
+    one, five = runs[1][2], runs[5][2]
+    assert len({float(r['reliability'][0, 0]) for r in one}) > 1
+    assert [r['episode_index'] for r in five] == list(range(12))
+    for a, b in zip(one, five):
+        assert a['episode_index'] == b['episode_index']
+        for key in ('pred_score', 'rgb_score', 'flow_score', 'reliability'):
+            torch.testing.assert_close(a[key], b[key])
+        assert torch.equal(a['pred_label'], b['pred_label'])

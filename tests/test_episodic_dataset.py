@@ -48,6 +48,22 @@ def test_episode_layout_and_labels(frame_tree):
     assert len(set(videos)) == len(videos)
 
 
+def test_episode_sample_without_videos(frame_tree):
+    ds = episodes(frame_tree)
+    order, sample = ds.episode_sample(3)
+    ep = ds.draw_episode(3)
+    assert order == [v for vs in ep['support'] + ep['query'] for v in vs]
+    infos = [ds.dataset.get_data_info(v) for v in order]
+    assert sample.metainfo == dict(
+        num_ways=3, num_shots=2, num_queries=1, episode_index=3,
+        class_labels=ep['classes'],
+        video_ids=[i.get('video_id') or i['frame_dir'] for i in infos])
+    assert sample.gt_label.tolist() == [0, 1, 2]
+    _, again = ds.episode_sample(3)  # equal, but objects of its own
+    assert again.video_ids == sample.video_ids
+    assert again.video_ids is not sample.video_ids
+
+
 def test_reproducible_from_seed(frame_tree):
     a, b = episodes(frame_tree), episodes(frame_tree)
     c = episodes(frame_tree, seed=8)

@@ -187,3 +187,68 @@ def test_heads_train_alone_in_fewshot_recognizer(cls_head):
     losses['loss_cls'].backward()
     assert torch.isfinite(losses['loss_cls'])
     assert model.backbone.conv1.conv.weight.grad.abs().sum() > 0
+
+
+# -- a batch of episodes: one call equals per-episode calls ---------------
+def batched_heads():
+    torch.manual_seed(0)
+    return [PrototypeHead(metric='cosine'), PrototypeHead(metric='euclidean'),
+            OTAMHead(), OTAMHead(symmetric=False),
+            TRXHead(in_channels=6, out_channels=8).eval(),
+            TRXHead(in_channels=6, out_channels=8,
+                    cardinalities=(2, )).eval()]
+
+
+@pytest.mark.parametrize('shots', [1, 3])
+@pytest.mark.parametrize(
+    'head', batched_heads(),
+    ids=['proto_cos', 'proto_euc', 'otam', 'otam1', 'trx', 'trx2'])
+def test_batched_distances_equal_per_episode(head, shots):
+    ways, queries, lead = 3, 2, (2, 4)  # 2 x 4 episodes
+    episodes = [episode(ways, shots, queries, seed=s) for s in range(8)]
+    support = torch.stack([s for s, _ in episodes]).unflatten(0, lead)
+    query = torch.stack([q for _, q in episodes]).unflatten(0, lead)
+    with torch.no_grad():
+        batched = head.distances(support, query, ways, shots)
+        single = torch.stack([head.distances(s, q, ways, shots)
+                              for s, q in episodes]).unflatten(0, lead)
+    assert batched.shape == lead + (ways * queries, ways)
+    torch.testing.assert_close(batched, single)
+    # and the episodes differ, so a mix-up of episodes would show
+    assert not torch.allclose(single[0, 0], single[0, 1])
+
+
+def samples_of(shapes):
+    from mmaction.structures import ActionDataSample
+    out = []
+    for ways, shots, queries in shapes:
+        sample = ActionDataSample().set_gt_label(
+            torch.arange(ways).repeat_interleave(queries))
+        sample.set_metainfo(dict(num_ways=ways, num_shots=shots,
+                                 num_queries=queries))
+        out.append(sample)
+    return out
+
+
+@pytest.mark.parametrize('shapes', [
+    [(3, 1, 1)] * 4,
+    [(3, 1, 1), (2, 2, 1), (3, 1, 1)],  # 6 videos each, other shapes
+], ids=['same_shape', 'mixed_shapes'])
+def test_head_predict_batched_equals_per_episode(shapes):
+    torch.manual_seed(0)
+    head = OTAMHead(temperature=0.5)
+    feats = torch.randn(len(shapes), 6 * 4, 5)  # 6 videos x 4 frames
+    logits = head.episode_logits(feats, samples_of(shapes))
+    assert isinstance(logits, torch.Tensor) == (len(set(shapes)) == 1)
+    batch = head.predict(feats, samples_of(shapes))
+    for b, shape in enumerate(shapes):
+        alone = head.predict(feats[b:b + 1], samples_of([shape]))[0]
+        torch.testing.assert_close(logits[b],
+                                   head.episode_logits(feats[b:b + 1],
+                                                       samples_of([shape]))[0])
+        torch.testing.assert_close(batch[b].pred_score, alone.pred_score)
+        assert torch.equal(batch[b].pred_label, alone.pred_label)
+    loss = head.loss(feats, samples_of(shapes))['loss_cls']
+    alone = [head.loss(feats[b:b + 1], samples_of([s]))['loss_cls']
+             for b, s in enumerate(shapes)]
+    torch.testing.assert_close(loss, torch.stack(alone).mean())

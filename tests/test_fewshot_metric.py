@@ -1,6 +1,7 @@
 """FewShotAccuracy and the prototype head against hand computations."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,3 +77,44 @@ def test_two_modality_statistics_by_hand(tmp_path):
     for name in ('reliability_hist.png', 'per_class_accuracy.png',
                  'fewshot_episodes.json'):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_chunk_of_mixed_episodes_equals_one_by_one():
+    gen = torch.Generator().manual_seed(0)
+
+    def episode(index, queries, ways, modalities=True):
+        sample = dict(pred_score=torch.rand(queries, ways, generator=gen),
+                      gt_label=torch.randint(0, ways, (queries, ),
+                                             generator=gen),
+                      class_labels=list(range(10, 10 + ways)),
+                      episode_index=index)
+        if modalities:
+            sample.update(
+                rgb_score=torch.rand(queries, ways, generator=gen),
+                flow_score=torch.rand(queries, ways, generator=gen),
+                reliability=torch.rand(queries, 2, generator=gen))
+        return sample
+
+    # runs of layouts: 4 x (4 queries, 2 ways), one (6, 3), one (4, 2)
+    samples = [episode(i, 4, 2) for i in range(4)] + \
+        [episode(4, 6, 3), episode(5, 4, 2)]
+    chunked, single = FewShotAccuracy(), FewShotAccuracy()
+    chunked.process({}, samples)
+    for sample in samples:
+        single.process({}, [sample])
+    assert len(chunked.results) == 6
+    for a, b, sample in zip(chunked.results, single.results, samples):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+        gt = sample['gt_label']
+        np.testing.assert_array_equal(
+            a['correct'], sample['pred_score'].argmax(1) == gt)
+        assert list(a['query_class']) == [10 + int(g) for g in gt]
+    assert chunked.compute_metrics(chunked.results) == \
+        single.compute_metrics(single.results)
+    # a chunk without per-modality scores: no modality records
+    metric = FewShotAccuracy()
+    metric.process({}, [episode(0, 4, 2, modalities=False)] * 2)
+    assert set(metric.results[0]) == {'episode_index', 'correct',
+                                      'query_class'}

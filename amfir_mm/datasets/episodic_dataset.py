@@ -82,6 +82,7 @@ class EpisodicDataset:
         self.check_frame_dirs = check_frame_dirs
         self._fully_initialized = False
         self._episodes: Optional[List[dict]] = None
+        self._video_keys: Dict[int, str] = {}
         if not lazy_init:
             self.full_init()
 
@@ -172,8 +173,12 @@ class EpisodicDataset:
         """The id of video ``idx`` of the wrapped dataset (its ``video_id``,
         else its ``frame_dir``): episode and embedding files are keyed by
         it."""
-        info = self.dataset.get_data_info(idx)
-        return info.get('video_id') or info['frame_dir']
+        key = self._video_keys.get(idx)
+        if key is None:  # get_data_info deep-copies: look each video up once
+            info = self.dataset.get_data_info(idx)
+            key = self._video_keys[idx] = (info.get('video_id')
+                                           or info['frame_dir'])
+        return key
 
     def save_episodes(self, path: str) -> None:
         """Write all episodes (by video id) to a JSON file."""
@@ -248,11 +253,14 @@ class EpisodicDataset:
         sample = ActionDataSample()
         sample.set_gt_label(
             torch.arange(self.num_ways).repeat_interleave(self.num_queries))
-        sample.set_metainfo(
-            dict(num_ways=self.num_ways, num_shots=self.num_shots,
-                 num_queries=self.num_queries, episode_index=index,
-                 class_labels=[int(c) for c in episode['classes']],
-                 video_ids=[self.video_key(v) for v in order]))
+        meta = dict(num_ways=self.num_ways, num_shots=self.num_shots,
+                    num_queries=self.num_queries, episode_index=index,
+                    class_labels=[int(c) for c in episode['classes']],
+                    video_ids=[self.video_key(v) for v in order])
+        # as set_metainfo, minus its deep copy of these fresh values (a
+        # large share of an episode's cost in the cached meta-test)
+        for name, value in meta.items():
+            sample.set_field(value, name, field_type='metainfo')
         return order, sample
 
     def __getitem__(self, index: int) -> dict:

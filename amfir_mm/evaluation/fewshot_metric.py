@@ -3,6 +3,7 @@ predictions, per-modality, average-fusion, oracle and ASI statistics."""
 import json
 import os
 import os.path as osp
+from itertools import groupby
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -56,29 +57,18 @@ class FewShotAccuracy(BaseMetric):
         self.out_dir = out_dir
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for sample in data_samples:
-            gt = sample['gt_label'].cpu()
-            record = dict(episode_index=sample.get('episode_index'),
-                          correct=_correct(sample['pred_score'], gt))
-            classes = sample.get('class_labels')
-            if classes is not None:
-                record['query_class'] = [int(classes[g]) for g in gt]
-            if all(f'{m}_score' in sample for m in MODALITIES):
-                scores = {m: sample[f'{m}_score'].cpu() for m in MODALITIES}
-                for m in MODALITIES:
-                    record[f'{m}_correct'] = _correct(scores[m], gt)
-                record['average_correct'] = _correct(
-                    scores['rgb'] + scores['flow'], gt)
-                if 'reliability' in sample:
-                    record['reliability'] = sample['reliability'].cpu(
-                    ).float().tolist()
-            self.results.append(record)
+        """One record per episode (``correct`` etc. as numpy arrays over
+        its queries), computed at once for each run of episodes of the same
+        layout (shapes and fields; one run for an :class:`EpisodicDataset`).
+        """
+        for _, run in groupby(data_samples, key=_layout):
+            self.results.extend(_records(list(run)))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         metrics = {}
 
         def add(name, key):
-            mean, ci = mean_ci95([np.mean(r[key]) for r in results])
+            mean, ci = mean_ci95(_episode_means(results, key))
             metrics[name], metrics[f'{name}_ci95'] = 100 * mean, 100 * ci
 
         add('accuracy', 'correct')
@@ -89,8 +79,8 @@ class FewShotAccuracy(BaseMetric):
             add('flow_accuracy', 'flow_correct')
             add('average_fusion_accuracy', 'average_correct')
             for r in results:
-                r['oracle_correct'] = list(
-                    np.logical_or(r['rgb_correct'], r['flow_correct']))
+                r['oracle_correct'] = np.logical_or(r['rgb_correct'],
+                                                    r['flow_correct'])
             add('oracle_accuracy', 'oracle_correct')
         if 'reliability' in results[0]:
             metrics.update(_asi_statistics(results))
@@ -99,8 +89,55 @@ class FewShotAccuracy(BaseMetric):
         return metrics
 
 
-def _correct(scores: torch.Tensor, gt: torch.Tensor) -> List[bool]:
-    return (scores.argmax(-1).cpu() == gt).tolist()
+def _layout(sample: dict) -> tuple:
+    """What decides a record's fields and shapes."""
+    return (tuple(sample['pred_score'].shape),
+            sample.get('class_labels') is not None,
+            all(f'{m}_score' in sample for m in MODALITIES),
+            'reliability' in sample)
+
+
+def _stack(samples: List[dict], key: str) -> torch.Tensor:
+    return torch.stack([s[key] for s in samples]).cpu()
+
+
+def _correct(scores: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
+    """``(E, M)`` whether each query's arg-max is its label."""
+    return (scores.argmax(-1) == gt).numpy()
+
+
+def _records(samples: List[dict]) -> List[dict]:
+    """The records of ``E`` episodes of one :func:`_layout`."""
+    gt = _stack(samples, 'gt_label')  # (E, M)
+    columns = dict(correct=_correct(_stack(samples, 'pred_score'), gt))
+    first = samples[0]
+    if first.get('class_labels') is not None:
+        classes = torch.as_tensor([s['class_labels'] for s in samples])
+        columns['query_class'] = classes.gather(1, gt).numpy()
+    if all(f'{m}_score' in first for m in MODALITIES):
+        scores = {m: _stack(samples, f'{m}_score') for m in MODALITIES}
+        for m in MODALITIES:
+            columns[f'{m}_correct'] = _correct(scores[m], gt)
+        columns['average_correct'] = _correct(
+            scores['rgb'] + scores['flow'], gt)
+        if 'reliability' in first:
+            columns['reliability'] = _stack(
+                samples, 'reliability').double().numpy()
+    return [
+        dict(episode_index=sample.get('episode_index'),
+             **{k: v[e] for k, v in columns.items()})
+        for e, sample in enumerate(samples)
+    ]
+
+
+def _episode_means(results: List[dict], key: str) -> np.ndarray:
+    """``np.mean(r[key])`` of every record, in one pass."""
+    values = [r[key] for r in results]
+    lengths = np.array([len(v) for v in values])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    sums = np.add.reduceat(
+        np.concatenate(values).astype(np.float64), starts)
+    return sums / lengths
 
 
 def _asi_statistics(results: List[dict]) -> dict:

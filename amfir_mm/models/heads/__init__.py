@@ -1,9 +1,9 @@
-from .base_fewshot_head import BaseFewShotHead, split_episode
+from .base_fewshot_head import BaseFewShotHead, episode_shape, split_episode
 from .otam_head import OTAMHead, otam_cumulative_distance
 from .prototype_head import PrototypeHead
 from .trx_head import TRXHead
 
 __all__ = [
-    'BaseFewShotHead', 'PrototypeHead', 'split_episode', 'OTAMHead',
-    'otam_cumulative_distance', 'TRXHead'
+    'BaseFewShotHead', 'PrototypeHead', 'split_episode', 'episode_shape',
+    'OTAMHead', 'otam_cumulative_distance', 'TRXHead'
 ]

@@ -1,6 +1,6 @@
 """Base class of few-shot metric heads: query-to-class distances."""
 from abc import ABCMeta, abstractmethod
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -11,25 +11,37 @@ from mmengine.model import BaseModule
 
 def split_episode(feats: torch.Tensor, meta: dict
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Split one episode's per-frame features into support and query.
+    """Split episodes' per-frame features into support and query.
 
     Args:
-        feats: ``(V * T, C)`` features of the episode's ``V`` videos, support
-            first, in :class:`EpisodicDataset` order.
-        meta: the episode's metainfo (``num_ways``, ``num_shots``,
+        feats: ``(..., V * T, C)`` features of each episode's ``V`` videos,
+            support first, in :class:`EpisodicDataset` order (leading dims,
+            e.g. a batch of episodes, are optional).
+        meta: the episodes' metainfo (``num_ways``, ``num_shots``,
             ``num_queries``).
 
     Returns:
-        ``support (N * K, T, C)`` and ``query (N * Q, T, C)``.
+        ``support (..., N * K, T, C)`` and ``query (..., N * Q, T, C)``.
     """
     n_support = meta['num_ways'] * meta['num_shots']
     n_videos = n_support + meta['num_ways'] * meta['num_queries']
-    if feats.shape[0] % n_videos:
-        raise ValueError(f'{feats.shape[0]} frames cannot be split into '
+    frames = feats.shape[-2]
+    if frames % n_videos:
+        raise ValueError(f'{frames} frames cannot be split into '
                          f'{n_videos} videos')
-    videos = feats.reshape(n_videos, feats.shape[0] // n_videos,
-                           *feats.shape[1:])
-    return videos[:n_support], videos[n_support:]
+    videos = feats.unflatten(-2, (n_videos, frames // n_videos))
+    return videos[..., :n_support, :, :], videos[..., n_support:, :, :]
+
+
+def episode_shape(data_samples: Sequence) -> Optional[dict]:
+    """``num_ways``, ``num_shots`` and ``num_queries`` of a batch of
+    episodes when all share them (as all episodes of an
+    :class:`EpisodicDataset` do), else ``None``."""
+    keys = ('num_ways', 'num_shots', 'num_queries')
+    shapes = {tuple(getattr(s, k) for k in keys) for s in data_samples}
+    if len(shapes) != 1:
+        return None
+    return dict(zip(keys, shapes.pop()))
 
 
 class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
@@ -67,25 +79,28 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
     @abstractmethod
     def distances(self, support: torch.Tensor, query: torch.Tensor,
                   num_ways: int, num_shots: int) -> torch.Tensor:
-        """Query-to-class distances.
+        """Query-to-class distances of one episode or a batch of them.
+
+        Leading dims (e.g. ``E`` episodes of the same N, K and M) are
+        optional: each episode gives what it gives alone.
 
         Args:
-            support: ``(N * K, T, C)`` support videos, class-major.
-            query: ``(M, T, C)`` query videos.
+            support: ``(..., N * K, T, C)`` support videos, class-major.
+            query: ``(..., M, T, C)`` query videos.
             num_ways: N. num_shots: K.
 
         Returns:
-            ``(M, N)`` distances (smaller = closer).
+            ``(..., M, N)`` distances (smaller = closer).
         """
 
     def forward(self, support: torch.Tensor, query: torch.Tensor,
                 num_ways: int, num_shots: int) -> torch.Tensor:
-        """``(M, N)`` logits ``-d / tau`` (see :meth:`distances`)."""
+        """``(..., M, N)`` logits ``-d / tau`` (see :meth:`distances`)."""
         return -self.distances(support, query, num_ways,
                                num_shots) / self.temperature
 
-    def episode_logits(self, feats: torch.Tensor,
-                       data_samples: List) -> List[torch.Tensor]:
+    def episode_logits(self, feats: torch.Tensor, data_samples: List
+                       ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Logits of every episode of a batch.
 
         Args:
@@ -93,8 +108,16 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
             data_samples: ``B`` episode samples.
 
         Returns:
-            ``B`` tensors of shape ``(N * Q, N)``.
+            ``(B, N * Q, N)`` from one batched call where all episodes share
+            N, K and Q (see :func:`episode_shape`), else a list of ``B``
+            tensors ``(N_b * Q_b, N_b)``; either way, iterating gives the
+            episodes' logits.
         """
+        shape = episode_shape(data_samples)
+        if shape is not None:
+            support, query = split_episode(feats, shape)
+            return self(support, query, shape['num_ways'],
+                        shape['num_shots'])
         logits = []
         for episode_feats, sample in zip(feats, data_samples):
             meta = sample.metainfo
@@ -110,15 +133,23 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
         labels = [s.gt_label.to(feats.device) for s in data_samples]
         loss = torch.stack(
             [self.loss_cls(lg, y) for lg, y in zip(logits, labels)]).mean()
-        acc = torch.cat([(lg.argmax(1) == y).float()
+        acc = torch.cat([(lg.argmax(-1) == y).float()
                          for lg, y in zip(logits, labels)]).mean()
         return dict(loss_cls=loss, acc=acc.detach())
 
     def predict(self, feats: torch.Tensor, data_samples: List,
                 **kwargs) -> List:
-        """Set each episode's ``pred_score`` ``(N * Q, N)`` posterior."""
+        """Set each episode's ``pred_score`` ``(N * Q, N)`` posterior and
+        ``pred_label``.
+
+        Args:
+            feats: ``(B, V * T, C)`` per-frame features.
+            data_samples: ``B`` episode samples.
+        """
+        # per episode on purpose: each sample gets tensors of its own (a
+        # slice of a batched result would keep, and pickle, the batch)
         for lg, sample in zip(self.episode_logits(feats, data_samples),
                               data_samples):
-            sample.set_pred_score(F.softmax(lg, dim=1))
-            sample.set_pred_label(lg.argmax(1))
+            sample.set_pred_score(F.softmax(lg, dim=-1))
+            sample.set_pred_label(lg.argmax(-1))
         return data_samples

@@ -1,5 +1,5 @@
 """OTAM head (Cao et al., CVPR 2020): ordered temporal alignment distance."""
-from typing import List
+import math
 
 import torch
 import torch.nn as nn
@@ -9,18 +9,6 @@ from mmaction.registry import MODELS
 from .base_fewshot_head import BaseFewShotHead
 
 
-def soft_min(values: List[torch.Tensor], gamma: torch.Tensor
-             ) -> torch.Tensor:
-    """Smooth minimum ``-gamma * log(sum_i exp(-v_i / gamma))``.
-
-    Tends to ``min_i v_i`` as ``gamma -> 0``.
-    """
-    if len(values) == 1:
-        return values[0]
-    stacked = torch.stack(values)
-    return -gamma * torch.logsumexp(-stacked / gamma, dim=0)
-
-
 def otam_cumulative_distance(dists: torch.Tensor,
                              gamma: torch.Tensor) -> torch.Tensor:
     """OTAM's cumulative alignment distance in one direction.
@@ -28,7 +16,8 @@ def otam_cumulative_distance(dists: torch.Tensor,
     ``dists`` is padded with a zero column before the first and after the
     last frame of the second sequence (so the alignment may start and end
     anywhere), then accumulated with OTAM's recursion, where ``min`` is the
-    smooth :func:`soft_min`::
+    smooth minimum ``min_i v_i ~ -gamma * log(sum_i exp(-v_i / gamma))``
+    (exact as ``gamma -> 0``)::
 
         g(0, m) = D(0, m) + g(0, m - 1)                      (first row)
         g(l, 0) = 0                                          (start pad)
@@ -45,22 +34,23 @@ def otam_cumulative_distance(dists: torch.Tensor,
     Returns:
         ``(...)`` the cumulative distance ``g(L - 1, S + 1)``.
     """
-    padded = F.pad(dists, (1, 1))  # (..., L, S + 2)
-    length, width = padded.shape[-2:]
-    # Rows are kept as Python lists of (...) tensors: no in-place writes,
-    # so autograd sees a plain graph.
-    prev = [padded[..., 0, 0]]
-    for m in range(1, width):
-        prev.append(prev[-1] + padded[..., 0, m])
-    for row in range(1, length):
-        cur = [torch.zeros_like(prev[0])]
-        for m in range(1, width - 1):
-            cur.append(padded[..., row, m] +
-                       soft_min([prev[m - 1], cur[m - 1]], gamma))
-        cur.append(soft_min([prev[width - 2], cur[width - 2],
-                             prev[width - 1]], gamma))
-        prev = cur
-    return prev[-1]
+    # Computed on h = -g / gamma, where the smooth minimum is a logaddexp,
+    # one column (all L rows) at a time: the frame cells of column m need
+    # column m - 1 only.  Layout (S, L, ...), so that a column and its row
+    # shifts are contiguous; no in-place writes, so autograd sees a plain
+    # graph.
+    neg_dists = (-dists / gamma).permute(-1, -2, *range(dists.dim() - 2))
+    col = neg_dists.new_zeros(neg_dists.shape[1:])  # start pad: g = 0
+    for frames in neg_dists.contiguous():
+        col = torch.cat([col[:1] + frames[:1],
+                         frames[1:] + torch.logaddexp(col[:-1], col[1:])])
+    # The end pad's vertical recursion, unrolled: with E = exp(h),
+    # E(l, S+1) = E(l-1, S) + E(l, S) + E(l-1, S+1) and E(0, S+1) =
+    # E(0, S), so E(L-1, S+1) = 2 sum_{l < L-1} E(l, S) + E(L-1, S).
+    log_count = col.new_full(col.shape[:1] + (1, ) * (col.dim() - 1),
+                             math.log(2))
+    log_count[-1] = 0
+    return -gamma * torch.logsumexp(col + log_count, dim=0)
 
 
 @MODELS.register_module()
@@ -101,10 +91,13 @@ class OTAMHead(BaseFewShotHead):
                   num_ways: int, num_shots: int) -> torch.Tensor:
         query = F.normalize(query, dim=-1)
         support = F.normalize(support, dim=-1)
-        # (M, N * K, T_query, T_support)
-        frame_dists = 1 - torch.einsum('mic,sjc->msij', query, support)
+        # (..., M, N * K, T, T): query frames x support frames
+        frame_dists = 1 - torch.einsum('...mic,...sjc->...msij', query,
+                                       support)
+        if self.symmetric:  # both directions in one pass (T x T: square)
+            frame_dists = torch.stack(
+                [frame_dists, frame_dists.transpose(-1, -2)])
         dist = otam_cumulative_distance(frame_dists, self.gamma)
         if self.symmetric:
-            dist = 0.5 * (dist + otam_cumulative_distance(
-                frame_dists.transpose(-1, -2), self.gamma))
-        return dist.reshape(query.shape[0], num_ways, num_shots).mean(-1)
+            dist = dist.mean(0)
+        return dist.unflatten(-1, (num_ways, num_shots)).mean(-1)

@@ -30,10 +30,10 @@ class PrototypeHead(BaseFewShotHead):
 
     def distances(self, support: torch.Tensor, query: torch.Tensor,
                   num_ways: int, num_shots: int) -> torch.Tensor:
-        prototypes = support.mean(1).reshape(num_ways, num_shots,
-                                             -1).mean(1)  # (N, C)
-        queries = query.mean(1)  # (M, C)
+        prototypes = support.mean(-2).unflatten(
+            -2, (num_ways, num_shots)).mean(-2)  # (..., N, C)
+        queries = query.mean(-2)  # (..., M, C)
         if self.metric == 'cosine':
             return 1 - F.normalize(queries, dim=-1) @ F.normalize(
-                prototypes, dim=-1).t()
+                prototypes, dim=-1).transpose(-1, -2)
         return torch.cdist(queries, prototypes).pow(2) / queries.shape[-1]

@@ -86,12 +86,13 @@ class TRXHead(BaseFewShotHead):
 
     def _tuple_features(self, x: torch.Tensor,
                         index: torch.Tensor) -> torch.Tensor:
-        """``(V, T, C)`` -> ``(V, P, c * C)`` concatenated tuples."""
-        return x[:, index].flatten(2)
+        """``(..., V, T, C)`` -> ``(..., V, P, c * C)`` concatenated tuples.
+        """
+        return x[..., index, :].flatten(-2)
 
     def distances(self, support: torch.Tensor, query: torch.Tensor,
                   num_ways: int, num_shots: int) -> torch.Tensor:
-        num_frames, channels = support.shape[1:]
+        num_frames, channels = support.shape[-2:]
         if channels != self.in_channels:
             raise ValueError(f'TRXHead(in_channels={self.in_channels}) got '
                              f'{channels}-channel features')
@@ -103,19 +104,21 @@ class TRXHead(BaseFewShotHead):
         dists = []
         for i, card in enumerate(self.cardinalities):
             index = self.tuples(num_frames, card, support.device)
-            s_tup = self._tuple_features(support, index)  # (N*K, P, cC)
-            q_tup = self._tuple_features(query, index)  # (M, P, cC)
+            s_tup = self._tuple_features(support, index)  # (..., N*K, P, cC)
+            q_tup = self._tuple_features(query, index)  # (..., M, P, cC)
             s_key = self.key_norm[i](self.key_proj[i](s_tup))
             q_key = self.key_norm[i](self.key_proj[i](q_tup))
             s_val = self.value_proj[i](s_tup)
             q_val = self.value_proj[i](q_tup)
             num_tuples = index.shape[0]
-            # all K * P support tuples of a class: (N, K * P, D)
-            s_key = s_key.reshape(num_ways, num_shots * num_tuples, -1)
-            s_val = s_val.reshape(num_ways, num_shots * num_tuples, -1)
-            attn = torch.einsum('mpd,nqd->mnpq', q_key, s_key) / scale
-            prototypes = torch.einsum('mnpq,nqd->mnpd', attn.softmax(-1),
-                                      s_val)  # (M, N, P, D)
-            diff = q_val.unsqueeze(1) - prototypes
+            # all K * P support tuples of a class: (..., N, K * P, D)
+            s_key = s_key.unflatten(-3, (num_ways, num_shots)).flatten(-3, -2)
+            s_val = s_val.unflatten(-3, (num_ways, num_shots)).flatten(-3, -2)
+            attn = torch.einsum('...mpd,...nqd->...mnpq', q_key,
+                                s_key) / scale
+            prototypes = torch.einsum('...mnpq,...nqd->...mnpd',
+                                      attn.softmax(-1),
+                                      s_val)  # (..., M, N, P, D)
+            diff = q_val.unsqueeze(-3) - prototypes
             dists.append(diff.pow(2).sum((-1, -2)) / num_tuples)
         return torch.stack(dists).mean(0)

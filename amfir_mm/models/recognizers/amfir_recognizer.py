@@ -9,7 +9,7 @@ from mmaction.registry import MODELS
 from mmengine.model import BaseModel, ModuleDict
 
 from ..fusion import FUSION_MODES, fuse_posteriors
-from ..heads import split_episode
+from ..heads import episode_shape, split_episode
 from ..utils import first_conv, pretrained_input_channels, set_input_channels
 
 ALL_MODALITIES = ('rgb', 'flow')
@@ -194,38 +194,65 @@ class AMFIRRecognizer(BaseModel):
         return feats
 
     def _uniform(self, log_probs: torch.Tensor) -> torch.Tensor:
-        num = log_probs.shape[1]
-        return log_probs.new_full(log_probs.shape[:2], 1.0 / num)
+        """``pi = 1 / S`` of the shape of ``log_probs[..., 0]`` (``(...,
+        M, S)``)."""
+        return log_probs.new_full(log_probs.shape[:-1],
+                                  1.0 / log_probs.shape[-2])
+
+    def batch_outputs(self, feats: Dict[str, torch.Tensor],
+                      meta: dict) -> Dict[str, torch.Tensor]:
+        """Logits, log-posteriors and ``log pi`` of a batch of episodes of
+        one shape.
+
+        Args:
+            feats: modality -> ``(E, V * T, C)`` features of ``E`` episodes.
+            meta: their shared ``num_ways``, ``num_shots``, ``num_queries``.
+
+        Returns:
+            dict: ``logits`` and ``log_probs`` ``(E, M, S, N)`` (the
+            modalities in ``self.modalities`` order) and ``log_pi``
+            ``(E, M, S)``; ASI runs on the ``E * M`` queries at once.
+        """
+        use_feats = self.asi is not None and self.asi.uses_features
+        logits, pooled = [], []
+        for m, branch in self.branches.items():
+            support, query = split_episode(feats[m], meta)
+            logits.append(branch.cls_head(support, query,
+                                          meta['num_ways'],
+                                          meta['num_shots']))
+            if use_feats:  # ASI's pooled query features (E * M, C)
+                pooled.append(query.mean(2).flatten(0, 1))
+        logits = torch.stack(logits, dim=2)
+        log_probs = F.log_softmax(logits, dim=-1)
+        if self.asi is not None:
+            log_pi = self.asi(log_probs.flatten(0, 1),
+                              pooled if use_feats else None)
+            log_pi = log_pi.unflatten(0, log_probs.shape[:2])
+        else:
+            log_pi = self._uniform(log_probs).log()
+        return dict(logits=logits, log_probs=log_probs, log_pi=log_pi)
 
     def episode_outputs(self, feats: Dict[str, torch.Tensor],
                         data_samples: List) -> List[dict]:
         """Logits, log-posteriors and ``log pi`` of every episode.
+
+        Episodes of one shape (see :func:`episode_shape`) run as one batch
+        (:meth:`batch_outputs`), others one by one.
 
         Returns:
             ``B`` dicts with ``logits`` and ``log_probs`` ``(M, S, N)`` (the
             modalities in ``self.modalities`` order) and ``log_pi``
             ``(M, S)``.
         """
-        outputs = []
-        for b, sample in enumerate(data_samples):
-            meta = sample.metainfo
-            logits, pooled = [], []
-            for m, branch in self.branches.items():
-                support, query = split_episode(feats[m][b], meta)
-                logits.append(branch.cls_head(support, query,
-                                              meta['num_ways'],
-                                              meta['num_shots']))
-                pooled.append(query.mean(1))
-            logits = torch.stack(logits, dim=1)
-            log_probs = F.log_softmax(logits, dim=-1)
-            if self.asi is not None:
-                log_pi = self.asi(
-                    log_probs, pooled if self.asi.uses_features else None)
-            else:
-                log_pi = self._uniform(log_probs).log()
-            outputs.append(dict(logits=logits, log_probs=log_probs,
-                                log_pi=log_pi))
-        return outputs
+        shape = episode_shape(data_samples)
+        if shape is not None:
+            return _unbatch(self.batch_outputs(feats, shape))
+        return [
+            _unbatch(self.batch_outputs({m: f[b, None]
+                                         for m, f in feats.items()},
+                                        sample.metainfo))[0]
+            for b, sample in enumerate(data_samples)
+        ]
 
     # -- modes --------------------------------------------------------------
     def episode_losses(self, out: dict,
@@ -287,34 +314,54 @@ class AMFIRRecognizer(BaseModel):
         data = self.data_preprocessor(data, False)
         return self.extract_feat(data['inputs'], test_mode=True)
 
-    def predict_from_features(self, feats: Dict[str, torch.Tensor],
-                              data_sample):
-        """Predict one episode from cached ``(V * T, C)`` features."""
-        return self.predict_episodes({m: f[None] for m, f in feats.items()},
-                                     [data_sample])[0]
-
     def predict_episodes(self, feats: Dict[str, torch.Tensor],
                          data_samples: List) -> List:
-        """Predictions of a batch of episodes from ``(B, V * T, C)``
-        features (see :meth:`predict`)."""
-        for out, sample in zip(self.episode_outputs(feats, data_samples),
-                               data_samples):
-            log_probs, pi = out['log_probs'], out['log_pi'].exp()
-            if len(self.modalities) > 1:
-                weights = pi if self.adaptive_inference else \
-                    self._uniform(log_probs)
-                scores = fuse_posteriors(log_probs, weights,
-                                         self.fusion).exp()
-            else:
-                scores = log_probs[:, 0].exp()
-            sample.set_pred_score(scores)
-            sample.set_pred_label(scores.argmax(1))
-            full_pi = pi.new_zeros(pi.shape[0], len(ALL_MODALITIES))
-            for s, m in enumerate(self.modalities):
-                sample.set_field(log_probs[:, s].exp(), f'{m}_score')
-                full_pi[:, ALL_MODALITIES.index(m)] = pi[:, s]
-            sample.set_field(full_pi, 'reliability')
-            sample.set_field(full_pi.argmax(1), 'selected_modality')
+        """Predictions of a batch of episodes (see :meth:`predict`).
+
+        Used by :meth:`predict` and, on cached features, by the cached
+        meta-test loops (:mod:`amfir_mm.engine.cached_episode_loops`).
+        Episodes of one shape (see :func:`episode_shape`) run as one batch:
+        the heads on ``(E, ...)`` features, ASI and AMI on the ``E * M``
+        queries at once.
+
+        Args:
+            feats: modality -> ``(B, V * T, C)`` features.
+            data_samples: the ``B`` episodes' samples.
+
+        Returns:
+            list: ``data_samples``, with the prediction fields set.
+        """
+        shape = episode_shape(data_samples)
+        if shape is None:  # episodes of several shapes: one by one
+            for b, sample in enumerate(data_samples):
+                self.predict_episodes({m: f[b, None]
+                                       for m, f in feats.items()}, [sample])
+            return data_samples
+        out = self.batch_outputs(feats, shape)
+        log_probs, pi = out['log_probs'], out['log_pi'].exp()
+        if len(self.modalities) > 1:
+            weights = pi if self.adaptive_inference else \
+                self._uniform(log_probs)
+            fused = fuse_posteriors(log_probs.flatten(0, 1),
+                                    weights.flatten(0, 1), self.fusion)
+            scores = fused.unflatten(0, log_probs.shape[:2]).exp()
+        else:
+            scores = log_probs[..., 0, :].exp()
+        full_pi = pi.new_zeros(*pi.shape[:-1], len(ALL_MODALITIES))
+        full_pi[..., [ALL_MODALITIES.index(m) for m in self.modalities]] = pi
+        fields = {f'{m}_score': log_probs[..., s, :].exp()
+                  for s, m in enumerate(self.modalities)}
+        fields.update(reliability=full_pi,
+                      selected_modality=full_pi.argmax(-1))
+        # per-episode clones: a view would keep (and pickle, e.g. in
+        # DumpResults) the whole batch
+        scores, labels = _per_episode(scores), _per_episode(scores.argmax(-1))
+        fields = {k: _per_episode(v) for k, v in fields.items()}
+        for e, sample in enumerate(data_samples):
+            sample.set_pred_score(scores[e])
+            sample.set_pred_label(labels[e])
+            for name, values in fields.items():
+                sample.set_field(values[e], name)
         return data_samples
 
     def _forward(self, inputs, **kwargs) -> Dict[str, torch.Tensor]:
@@ -333,6 +380,16 @@ class AMFIRRecognizer(BaseModel):
             return self.loss(inputs, data_samples, **kwargs)
         raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
                            'predict and tensor mode')
+
+
+def _unbatch(outputs: Dict[str, torch.Tensor]) -> List[dict]:
+    """A dict of ``(E, ...)`` tensors -> ``E`` dicts of ``(...)`` ones."""
+    return [dict(zip(outputs, values)) for values in zip(*outputs.values())]
+
+
+def _per_episode(batch: torch.Tensor) -> List[torch.Tensor]:
+    """``(E, ...)`` -> ``E`` tensors ``(...)`` with storages of their own."""
+    return [t.clone() for t in batch.unbind()]
 
 
 def _accuracy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,6 @@
 """Single-modality few-shot recogniser: a stock backbone + a metric head."""
+from typing import List
+
 import torch
 import torch.nn.functional as F
 from mmaction.models import Recognizer2D
@@ -52,6 +54,10 @@ class FewShotRecognizer(Recognizer2D):
         data = self.data_preprocessor(data, False)
         return self.extract_feat(data['inputs'], test_mode=True)[0]
 
-    def predict_from_features(self, feats: torch.Tensor, data_sample):
-        """Predict one episode from ``(V * T, C')`` cached features."""
-        return self.cls_head.predict(feats[None], [data_sample])[0]
+    def predict_episodes(self, feats: torch.Tensor,
+                         data_samples: List) -> List:
+        """Predict a batch of episodes from ``(B, V * T, C')`` features
+        (e.g. cached by :mod:`amfir_mm.engine.cached_episode_loops`); the
+        head batches episodes of one shape (see
+        :meth:`BaseFewShotHead.episode_logits`)."""
+        return self.cls_head.predict(feats, data_samples)
