@@ -7,5 +7,5 @@ from . import compat
 
 compat.apply_all()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models, utils  # noqa: E402,F401
 from .version import __version__  # noqa: E402,F401

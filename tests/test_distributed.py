@@ -85,3 +85,22 @@ def test_two_process_train_and_gathered_test(frame_tree, tmp_path):
     gathered, single = _episodes(two), _episodes(one)
     assert [e for e, _ in gathered] == list(range(15))  # no duplicates
     assert gathered == single
+
+
+@pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
+def test_two_process_channels_last_train(frame_tree, tmp_path):
+    """``--channels-last`` through dist_train.sh: ChannelsLastRunner
+    converts the model before DDP wraps it; gloo broadcasts and reduces the
+    NHWC-strided tensors."""
+    config = tmp_path / 'dist_cfg.py'
+    config.write_text(
+        CONFIG.format(root=PROJECT_ROOT, split=frame_tree['split'],
+                      frames=frame_tree['root']))
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
+               PORT=str(30500 + os.getpid() % 1000))
+    train_dir = tmp_path / 'train'
+    proc = _run(['bash', 'tools/dist_train.sh', str(config), '2',
+                 '--work-dir', str(train_dir), '--channels-last',
+                 '--no-validate'], env)
+    assert (train_dir / 'iter_4.pth').is_file()
+    assert "inputs of ['backbone'] converted" in proc.stdout + proc.stderr

@@ -10,6 +10,7 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
+from mmaction.registry import RUNNERS
 from mmengine.runner import Runner
 
 from amfir_mm.utils import close_distributed
@@ -71,7 +72,10 @@ def main(argv=None):
             cfg.test_dataloader.dataset.episodes_file = args.episodes
         else:
             save_episodes_to = args.episodes
-    runner = Runner.from_cfg(cfg)
+    # MMAction2's convention: a config may name its runner (e.g.
+    # runner_type='ChannelsLastRunner')
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
+        Runner.from_cfg(cfg)
     if save_episodes_to is not None and is_main_process():
         episodes = runner.test_dataloader.dataset
         episodes.save_episodes(save_episodes_to)

@@ -1,14 +1,24 @@
 """Train a few-shot recogniser with MMEngine's Runner (MMAction2 style).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--channels-last] [--sync-bn]
     bash tools/dist_train.sh CONFIG GPUS   # several processes
+
+``--amp``, ``--sync-bn`` and ``--channels-last`` set the config entries
+MMEngine reads (``optim_wrapper.type='AmpOptimWrapper'``, ``sync_bn``,
+``runner_type='ChannelsLastRunner'``), so a config may also set them.
+AMP and SyncBN need a GPU: without one, training stops at once with a
+one-line message instead of failing after the model is built.
 """
 import argparse
 import os
 import sys
 import os.path as osp
 
+from mmaction.registry import RUNNERS
 from mmengine.config import Config, DictAction
+from mmengine.device import (get_device, is_cuda_available, is_mlu_available,
+                             is_musa_available, is_npu_available)
 from mmengine.runner import Runner
 
 from amfir_mm.utils import close_distributed
@@ -23,7 +33,15 @@ def parse_args(argv=None):
         help='resume from CKPT, or from the latest checkpoint in the work '
         'dir when no path is given')
     parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (AmpOptimWrapper)')
+                        help='mixed precision (AmpOptimWrapper; needs a GPU)')
+    parser.add_argument(
+        '--channels-last', action='store_true',
+        help='channels-last memory format for the backbones '
+        "(runner_type='ChannelsLastRunner')")
+    parser.add_argument(
+        '--sync-bn', action='store_true',
+        help="synchronise BatchNorm across processes (sync_bn='torch'; GPU "
+        'only; a no-op for one process)')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
     parser.add_argument('--seed', type=int, default=None, help='random seed')
@@ -39,8 +57,42 @@ def parse_args(argv=None):
     return args
 
 
+class UnsupportedOptionError(RuntimeError):
+    """A training option this machine cannot run."""
+
+
+def check_device_options(cfg: Config) -> None:
+    """Refuse, before anything is built, options this machine cannot run.
+
+    Raises:
+        UnsupportedOptionError: AMP (MMEngine's ``AmpOptimWrapper`` asserts
+            a CUDA / NPU / MLU / MUSA device) or SyncBN in a multi-process
+            run (torch's DDP and ``SyncBatchNorm`` reject CPU modules)
+            without such a device.
+    """
+    accelerator = (is_cuda_available() or is_npu_available()
+                   or is_mlu_available() or is_musa_available())
+    if accelerator:
+        return
+    optim_wrapper = cfg.get('optim_wrapper') or {}
+    if optim_wrapper.get('type') == 'AmpOptimWrapper':
+        raise UnsupportedOptionError(
+            'AMP (--amp / AmpOptimWrapper) needs a GPU: MMEngine\'s '
+            f'AmpOptimWrapper runs on CUDA, NPU, MLU or MUSA, and this '
+            f'machine has {get_device()} only')
+    if cfg.get('sync_bn') and cfg.get('launcher', 'none') != 'none':
+        raise UnsupportedOptionError(
+            'SyncBN (--sync-bn / sync_bn) needs a GPU: torch\'s DDP and '
+            f'SyncBatchNorm take GPU modules only, and this machine has '
+            f'{get_device()} only')
+
+
 def merge_args(cfg: Config, args) -> Config:
-    """Apply the command-line options to the config."""
+    """Apply the command-line options to the config.
+
+    Raises:
+        UnsupportedOptionError: see :func:`check_device_options`.
+    """
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
@@ -52,6 +104,15 @@ def merge_args(cfg: Config, args) -> Config:
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.sync_bn:
+        cfg.sync_bn = 'torch'  # read by MMEngine's Runner.wrap_model
+    if args.channels_last:
+        runner_type = cfg.get('runner_type', 'Runner')
+        if runner_type not in ('Runner', 'ChannelsLastRunner'):
+            raise UnsupportedOptionError(
+                f'--channels-last needs ChannelsLastRunner, but the config '
+                f'sets runner_type={runner_type!r}')
+        cfg.runner_type = 'ChannelsLastRunner'
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.resume == 'auto':
@@ -60,13 +121,22 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.seed is not None:
         cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
+    check_device_options(cfg)
     return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """``Runner.from_cfg``, or the runner named by ``cfg.runner_type``
+    (MMAction2's convention)."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     try:
         runner.train()
     finally:
@@ -79,3 +149,5 @@ if __name__ == '__main__':
         main()
     except FileNotFoundError as err:  # missing data: say what, no traceback
         sys.exit(f'{type(err).__name__}: {err}')
+    except UnsupportedOptionError as err:
+        sys.exit(f'error: {err}')

@@ -52,9 +52,16 @@ def set_input_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     if conv.groups != 1:
         raise ValueError('cross-modality initialisation needs a first '
                          f'convolution with groups=1, got {conv.groups}')
+    # Keep the kernel's memory format (channels-last models, see
+    # amfir_mm.utils.memory_format): a DDP-wrapped parameter must not change
+    # its strides.
+    layout = (torch.channels_last
+              if conv.weight.is_contiguous(memory_format=torch.channels_last)
+              and not conv.weight.is_contiguous() else torch.contiguous_format)
     with torch.no_grad():
         mean = conv.weight.data.mean(dim=1, keepdim=True)
-        conv.weight.data = mean.repeat(1, in_channels, 1, 1).contiguous()
+        conv.weight.data = mean.repeat(1, in_channels, 1, 1).contiguous(
+            memory_format=layout)
     conv.weight.grad = None
     conv.in_channels = in_channels
     return conv
