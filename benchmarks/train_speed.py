@@ -59,8 +59,12 @@ forward-backward episode); ``mean_ms``: total / episodes (optimiser steps
 included, amortised).  Every measurement runs in its own process:
 ``peak_rss_mib`` is its peak resident memory (CPU; imports and model
 included, ``rss_after_build_mib`` before the first episode) and
-``peak_cuda_mib`` ``torch.cuda.max_memory_allocated`` (CUDA).  Ratios are
-``trx_style / amfir_mm`` (> 1: amfir-mm is faster).
+``peak_cuda_mib`` ``torch.cuda.max_memory_allocated`` (CUDA).
+``user_cpu_ms`` / ``sys_cpu_ms`` / ``page_faults``: the process's CPU time
+(all threads) and minor page faults per timed episode, which show where
+wall time goes and are less disturbed by other jobs.  Ratios are
+``trx_style / amfir_mm`` (> 1: amfir-mm is faster).  On a shared machine,
+run with ``--repeats 3`` and compare medians.
 """
 import argparse
 import copy
