@@ -157,9 +157,16 @@ class CachedEpisodeMixin:
         mine = [i % len(episodes) for i in range(rank, total, world)]
         model = self._model
         features = _to(features, next(model.parameters()).device)
-        # Chunks of episodes are large enough for torch's intra-op threads
-        # (measured: 2 threads cut the episode phase from 2.8 to 2.1 s).
-        self._predict_episodes(mine, features, model)
+        # One intra-op thread: 2 threads cut the episode phase from 2.8 to
+        # 2.1 s here, but with them a 2-process gloo test run aborted at exit
+        # in 2 of 3 CI runs ("terminate called without an active
+        # exception"); one thread passed every CI run before.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self._predict_episodes(mine, features, model)
+        finally:
+            torch.set_num_threads(threads)
         return self.evaluator.evaluate(len(episodes))
 
     def _predict_episodes(self, mine: List[int], features: Features,
