@@ -30,6 +30,8 @@ model = dict(
     asi=dict(type='ActiveSampleInference', topk=3, hidden_channels=32),
     loss_amd=dict(type='AMDLoss', temperature=4.0, loss_weight=1.0))
 
+# The base pipelines plus FlowMagnitudeImage, spelt out: an inherited list
+# cannot be edited in an MMEngine .py config (as MMAction2 configs do).
 num_frames, crop, short_side = 8, 112, 128
 train_pipeline = [
     dict(type='SampleFrames', clip_len=1, frame_interval=1,
