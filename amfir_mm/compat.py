@@ -30,6 +30,14 @@ See ``../shared/STACK.md`` and the README's "Why these pins" for context.
    CUDA, :func:`allow_cpu_pytorch_launcher` initialises the process group
    directly (gloo, with a warning, where the config asks for nccl) and drops
    ``device_ids`` when wrapping.
+5. (found on the GPU machine, whose image has ``transformers`` 5.x) where
+   ``transformers`` is installed, MMAction2 1.2.0 imports its VindLU models
+   in ``import mmaction.models``, and VindLU imports
+   ``apply_chunking_to_forward`` from ``transformers.modeling_utils``,
+   which transformers 5 removed: ``import mmaction.models`` raises
+   ``ImportError``.  :func:`skip_broken_mmaction_multimodal` makes MMAction2
+   take its own "multimodal dependencies missing" path (placeholders that
+   raise when a VindLU model is built) for transformers >= 5.
 """
 import importlib
 import importlib.util
@@ -96,6 +104,35 @@ def patch_mmaction_drn() -> bool:
     sys.modules[_DRN_MODULE] = pkg
     sys.modules[_DRN_MODULE + '.drn'] = sub
     return True
+
+
+def skip_broken_mmaction_multimodal() -> bool:
+    """Keep ``import mmaction.models`` working beside transformers >= 5.
+
+    Returns:
+        bool: True if MMAction2's multimodal (VindLU) models were switched to
+        its placeholders; False if nothing needed doing (transformers absent
+        or < 5, or ``mmaction.models`` already imported).
+    """
+    from importlib import metadata
+    if 'mmaction.models.multimodal' in sys.modules:
+        return False
+    try:
+        version = metadata.version('transformers')
+    except metadata.PackageNotFoundError:
+        return False
+    if not transformers_breaks_vindlu(version):
+        return False
+    from mmaction.utils import dependency
+    dependency.WITH_MULTIMODAL = False  # read by mmaction.models.multimodal
+    return True
+
+
+def transformers_breaks_vindlu(version: str) -> bool:
+    """Whether this ``transformers`` version lacks what VindLU imports
+    (``modeling_utils.apply_chunking_to_forward``, removed in 5.0)."""
+    major = version.split('.')[0]
+    return major.isdigit() and int(major) >= 5
 
 
 def trust_local_mmengine_checkpoints() -> None:
@@ -193,7 +230,7 @@ def import_mmflow_models():
 
 
 def apply_all() -> None:
-    """Apply the fixes every amfir-mm process needs (1, 2 and 4).
+    """Apply the fixes every amfir-mm process needs (1, 2, 4 and 5).
 
     Also silences mmcv-lite's import-time warning that
     ``MultiScaleDeformableAttention`` (a compiled op no recogniser here uses)
@@ -202,5 +239,6 @@ def apply_all() -> None:
     warnings.filterwarnings(
         'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
     patch_mmaction_drn()
+    skip_broken_mmaction_multimodal()
     trust_local_mmengine_checkpoints()
     allow_cpu_pytorch_launcher()

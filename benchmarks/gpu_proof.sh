@@ -10,12 +10,13 @@
 #   test_1proc  tools/test.py of that checkpoint; saves the episode list
 #   test_2proc  tools/dist_test.sh, 2 processes (gloo), same episodes; the
 #               per-episode results must equal test_1proc's
+#   speed       benchmarks/train_speed.py --device cuda, 224 px, AMP, for
+#               $SPEED_BACKBONES (default ResNet-50, ResNet-18, EffNet-Lite0)
 #   train_2proc tools/dist_train.sh, 2 processes (gloo), --amp --sync-bn
 #               --channels-last
 #   train_nccl  tools/dist_train.sh, 1 process, NCCL backend, --amp
-#   speed       benchmarks/train_speed.py --device cuda, 224 px: AMP for
-#               ResNet-50 / ResNet-18 / EfficientNet-Lite0, fp32 ResNet-50
 #   pytest      the tests that only run where CUDA is
+#   speed_fp32  ResNet-50 without AMP (FP32=0 skips it)
 #
 # One GPU and two processes: MMEngine's launcher calls
 # torch.cuda.set_device(LOCAL_RANK), and NCCL refuses two ranks on one GPU.
@@ -108,15 +109,16 @@ print(f'2-process gathered == 1-process on all {len(one)} episodes; '
       f'mean accuracy {100 * sum(a for _, a in one) / len(one):.2f}%')
 EOF
 
+SPEED=(--device "$DEVICE" --size 224 --warmup 4 --episodes 32
+       --backbones ${SPEED_BACKBONES:-resnet50 resnet18 efficientnet_lite0})
+[ "$DEVICE" = cuda ] || SPEED=(--device cpu --size 64 --warmup 1 --episodes 16 --backbones resnet18)
+step speed_amp 200 "$PY" benchmarks/train_speed.py "${SPEED[@]}" "${AMP[@]}" \
+    --out "$OUT/train_speed_${DEVICE}_amp.json"
 step train_2proc 150 "${DIST_ENV[@]}" bash tools/dist_train.sh "$CONFIG" 2 \
     "${AMP[@]}" $([ "$DEVICE" = cuda ] && echo --sync-bn) --channels-last \
     --work-dir "$W/train_2proc" --cfg-options "${GLOO[@]}" "${WORKERS[@]}" \
     train_cfg.max_iters=20 train_cfg.val_interval=20 \
     default_hooks.checkpoint.interval=20
-SPEED=(--device "$DEVICE" --size 224 --warmup 4 --episodes 32)
-[ "$DEVICE" = cuda ] || SPEED=(--device cpu --size 64 --warmup 1 --episodes 16 --backbones resnet18)
-step speed_amp 200 "$PY" benchmarks/train_speed.py "${SPEED[@]}" "${AMP[@]}" \
-    --out "$OUT/train_speed_${DEVICE}_amp.json"
 if [ "$DEVICE" = cuda ]; then
     step train_nccl 120 env PYTHON="$PY" PORT=29612 bash tools/dist_train.sh \
         "$CONFIG" 1 --amp --work-dir "$W/train_nccl" --cfg-options "${WORKERS[@]}" \
@@ -125,10 +127,12 @@ if [ "$DEVICE" = cuda ]; then
 fi
 
 if [ "$DEVICE" = cuda ]; then
-    step speed_fp32 100 "$PY" benchmarks/train_speed.py "${SPEED[@]}" \
-        --backbones resnet50 --out "$OUT/train_speed_cuda_fp32.json"
     step pytest 120 "$PY" -m pytest -q -p no:cacheprovider \
         tests/test_flow_estimators.py tests/test_train_options.py
+fi
+if [ "$DEVICE" = cuda ] && [ "${FP32:-1}" = 1 ]; then
+    step speed_fp32 100 "$PY" benchmarks/train_speed.py "${SPEED[@]}" \
+        --backbones resnet50 --out "$OUT/train_speed_cuda_fp32.json"
 fi
 {
     echo

@@ -104,3 +104,55 @@ def test_compiled_op_models_fail_clearly():
     from mmflow.models import builder
     with pytest.raises(compat.MissingCompiledOpError, match='mmcv-lite'):
         builder.Correlation()
+
+
+def _fake_transformers_5(root):
+    """A ``transformers`` 5.0.0 install that cannot serve MMAction2's VindLU:
+    importing anything from it raises the ImportError the real 5.x gives
+    (``modeling_utils.apply_chunking_to_forward`` is gone)."""
+    pkg = root / 'transformers'
+    pkg.mkdir()
+    (pkg / '__init__.py').write_text(
+        'raise ImportError("cannot import name \'apply_chunking_to_forward\' '
+        'from \'transformers.modeling_utils\'")\n')
+    info = root / 'transformers-5.0.0.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text(
+        'Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n')
+    return str(root)
+
+
+def test_transformers_version_rule():
+    assert compat.transformers_breaks_vindlu('5.17.0')
+    assert compat.transformers_breaks_vindlu('5.0.0rc1')
+    assert not compat.transformers_breaks_vindlu('4.57.1')
+    assert not compat.transformers_breaks_vindlu('dev')
+
+
+def test_mmaction_models_import_beside_transformers_5(tmp_path):
+    import os
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [_fake_transformers_5(tmp_path)] + sys.path))
+    # the other fixes only (compat.py loaded alone, not through amfir_mm)
+    broken = subprocess.run([
+        sys.executable, '-c',
+        'import importlib.util as u\n'
+        f's = u.spec_from_file_location("c", {compat.__file__!r})\n'
+        'c = u.module_from_spec(s); s.loader.exec_module(c)\n'
+        'c.patch_mmaction_drn()\n'
+        'import mmaction.models\n'
+    ], env=env, capture_output=True, text=True)
+    assert broken.returncode != 0
+    assert 'apply_chunking_to_forward' in broken.stderr  # what is avoided
+    fixed = subprocess.run([
+        sys.executable, '-c',
+        'import amfir_mm, mmaction.models\n'
+        'from mmaction.registry import MODELS\n'
+        'try:\n'
+        '    MODELS.build(dict(type="VindLURetrieval"))\n'
+        'except ImportError as e:\n'
+        '    print("placeholder:", e)\n'
+    ], env=env, capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert 'placeholder:' in fixed.stdout
