@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import amfir_mm  # noqa: F401
-from amfir_mm.models.fusion import (ActiveSampleInference, fuse_posteriors,
+from amfir_mm.models.fusion import (ActiveSampleInference,
+                                    cross_modal_evidence, fuse_posteriors,
                                     posterior_evidence)
 from amfir_mm.models.losses import AMDLoss, ASILoss
 
@@ -104,6 +105,34 @@ def test_posterior_evidence_by_hand():
     np.testing.assert_allclose(ev[0, :6].numpy(), rgb, rtol=1e-10)
     assert ev.shape == (1, 12)
     assert float(ev[0, 11]) == pytest.approx(0.05)  # flow margin
+
+
+def test_cross_modal_evidence_by_hand():
+    # both top classes are 0: p_rgb(0) = 0.7, p_flow(0) = 0.4, agree = 1
+    mix = [(a + b) / 2 for a, b in zip(P_RGB, P_FLOW)]
+    js = 0.5 * (np_kl(P_RGB, mix) + np_kl(P_FLOW, mix)) / math.log(2)
+    ev = cross_modal_evidence(log_probs([P_RGB, P_FLOW]))
+    np.testing.assert_allclose(ev[0].numpy(), [0.7, 0.4, 1.0, js],
+                               rtol=1e-10)
+    # disagreeing tops; identical posteriors give JS 0, disjoint ones 1
+    p_other = [0.1, 0.6, 0.3]
+    ev = cross_modal_evidence(
+        log_probs([P_RGB, p_other], [P_RGB, P_RGB],
+                  [[1 - 1e-9, 1e-9 / 2, 1e-9 / 2],
+                   [1e-9 / 2, 1 - 1e-9, 1e-9 / 2]]))
+    np.testing.assert_allclose(ev[0, :3].numpy(), [0.2, 0.1, 0.0],
+                               rtol=1e-10)
+    assert float(ev[1, 3]) == pytest.approx(0.0, abs=1e-12)
+    assert float(ev[2, 3]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_asi_cross_modal_input_width():
+    asi = ActiveSampleInference(num_modalities=2, topk=3, cross_modal=True)
+    assert asi.mlp[0].in_features == 2 * (3 + 2) + 4
+    lp = torch.randn(6, 2, 5).log_softmax(-1)
+    pi = asi(lp).exp()
+    assert pi.shape == (6, 2)
+    torch.testing.assert_close(pi, torch.full((6, 2), 0.5))  # zero init
 
 
 def test_amd_by_hand():

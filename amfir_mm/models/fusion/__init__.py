@@ -1,7 +1,8 @@
 from .ami import FUSION_MODES, fuse_posteriors
-from .asi import ActiveSampleInference, posterior_evidence
+from .asi import (ActiveSampleInference, cross_modal_evidence,
+                  posterior_evidence)
 
 __all__ = [
-    'ActiveSampleInference', 'posterior_evidence', 'fuse_posteriors',
-    'FUSION_MODES'
+    'ActiveSampleInference', 'posterior_evidence', 'cross_modal_evidence',
+    'fuse_posteriors', 'FUSION_MODES'
 ]

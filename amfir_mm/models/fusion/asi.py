@@ -37,6 +37,39 @@ def posterior_evidence(log_probs: torch.Tensor, topk: int) -> torch.Tensor:
     return torch.cat([top, entropy, margin], dim=-1).flatten(1)
 
 
+def cross_modal_evidence(log_probs: torch.Tensor) -> torch.Tensor:
+    """Label-free statistics comparing the modalities' posteriors.
+
+    Per ordered pair ``(a, b)``, ``a != b``: ``p_a(c_b)``, how probable
+    modality ``a`` finds modality ``b``'s top class.  Per unordered pair
+    ``a < b``: whether the top classes agree (0 / 1) and the Jensen-Shannon
+    divergence of the two posteriors normalised by ``log 2`` (0: equal,
+    1: disjoint).
+
+    Args:
+        log_probs: ``(M, S, N)`` log-posteriors.
+
+    Returns:
+        ``(M, 2 * S * (S - 1))`` evidence.
+    """
+    probs = log_probs.exp()
+    top = probs.argmax(-1, keepdim=True)  # (M, S, 1)
+    num_modalities = probs.shape[1]
+    evidence = []
+    for a in range(num_modalities):
+        for b in range(num_modalities):
+            if a != b:
+                evidence.append(probs[:, a].gather(-1, top[:, b]))
+    for a in range(num_modalities):
+        for b in range(a + 1, num_modalities):
+            evidence.append((top[:, a] == top[:, b]).to(probs.dtype))
+            mix = (0.5 * (probs[:, a] + probs[:, b])).clamp_min(1e-12).log()
+            js = 0.5 * ((probs[:, a] * (log_probs[:, a] - mix)).sum(-1) +
+                        (probs[:, b] * (log_probs[:, b] - mix)).sum(-1))
+            evidence.append((js / math.log(2)).unsqueeze(-1))
+    return torch.cat(evidence, dim=-1)
+
+
 @MODELS.register_module()
 class ActiveSampleInference(BaseModule):
     """The reliability net: an MLP from label-free evidence to ``pi``.
@@ -44,7 +77,8 @@ class ActiveSampleInference(BaseModule):
     Input per query: :func:`posterior_evidence` of every modality's
     posterior (detached: ASI never trains the branches) and, optionally,
     the query's temporally pooled features of every modality (detached by
-    default).  Output: ``log pi (M, S)``, a log-softmax over modalities.
+    default) and, optionally, :func:`cross_modal_evidence` (do the
+    modalities agree?).  Output: ``log pi (M, S)``, a log-softmax over modalities.
     The last layer starts at zero, so an untrained net gives ``pi = 1/S``.
 
     Args:
@@ -54,6 +88,7 @@ class ActiveSampleInference(BaseModule):
         feature_channels (Sequence[int], optional): per-modality feature
             channels; given, pooled query features join the evidence.
         detach_features (bool): stop ASI's gradient into the features.
+        cross_modal (bool): add :func:`cross_modal_evidence`.
     """
 
     def __init__(self,
@@ -62,6 +97,7 @@ class ActiveSampleInference(BaseModule):
                  hidden_channels: int = 64,
                  feature_channels: Optional[Sequence[int]] = None,
                  detach_features: bool = True,
+                 cross_modal: bool = False,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.num_modalities = num_modalities
@@ -72,8 +108,11 @@ class ActiveSampleInference(BaseModule):
                 len(self.feature_channels) != num_modalities:
             raise ValueError('feature_channels needs one entry per modality')
         self.detach_features = detach_features
+        self.cross_modal = cross_modal
         in_channels = num_modalities * (topk + 2) + sum(
             self.feature_channels or ())
+        if cross_modal:
+            in_channels += 2 * num_modalities * (num_modalities - 1)
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, hidden_channels), nn.ReLU(inplace=True),
             nn.Linear(hidden_channels, num_modalities))
@@ -97,6 +136,8 @@ class ActiveSampleInference(BaseModule):
             ``(M, S)`` ``log pi``.
         """
         evidence = [posterior_evidence(log_probs.detach(), self.topk)]
+        if self.cross_modal:
+            evidence.append(cross_modal_evidence(log_probs.detach()))
         if self.uses_features:
             if features is None:
                 raise ValueError('this ASI net needs the query features')
