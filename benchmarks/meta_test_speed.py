@@ -1,12 +1,15 @@
 """Meta-test cost: cached embeddings vs per-episode recomputation.
 
     python benchmarks/meta_test_speed.py [--episodes 10000] [--slow 40]
-        [--episode-batch-size 64]
+        [--episode-batch-size 64] [--depth 18] [--size 112]
         [--out benchmarks/results/meta_test_speed.json]
 
 On ../shared/data/ssv2_mini/val (50 videos, 8 frames), one run, one
-machine: an AMFIR model (two ResNet-18 branches at 112 px, OTAM heads, ASI,
-AMI; random weights: speed only) with DIS flow computed on the fly.
+machine: an AMFIR model (two ResNet-``--depth`` branches, ``--size`` px
+centre crops of frames resized to a ``--size * 8 / 7`` short side, OTAM
+heads, ASI, AMI; random weights: speed only) with DIS flow computed on the
+fly.  ``--depth 50 --size 224`` is the standard protocol's model and
+crop.
 
 1. ``embed``: the cached loop's embedding pass (one backbone pass per video
    per modality, data loading and flow included);
@@ -33,25 +36,28 @@ from mmengine.runner import Runner
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VAL = osp.join(osp.dirname(ROOT), 'shared', 'data', 'ssv2_mini', 'val')
 
-PIPELINE = [
-    dict(type='SampleFrames', clip_len=1, num_clips=8, test_mode=True),
-    dict(type='FlowPairIndices'),
-    dict(type='RawFrameDecode'),
-    dict(type='ComputeFlow', estimator=dict(type='DISFlowEstimator')),
-    dict(type='StackRGBFlow'),
-    dict(type='Resize', scale=(-1, 128)),
-    dict(type='CenterCrop', crop_size=112),
-    dict(type='SplitRGBFlow'),
-    dict(type='PairedFormatShape', input_format='NCHW'),
-    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
-]
+def eval_pipeline(size: int) -> list:
+    return [
+        dict(type='SampleFrames', clip_len=1, num_clips=8, test_mode=True),
+        dict(type='FlowPairIndices'),
+        dict(type='RawFrameDecode'),
+        dict(type='ComputeFlow', estimator=dict(type='DISFlowEstimator')),
+        dict(type='StackRGBFlow'),
+        dict(type='Resize', scale=(-1, round(size * 8 / 7))),
+        dict(type='CenterCrop', crop_size=size),
+        dict(type='SplitRGBFlow'),
+        dict(type='PairedFormatShape', input_format='NCHW'),
+        dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
+    ]
 
 
-def build_runner(loop, episodes, work_dir, **loop_args):
+def build_runner(loop, episodes, work_dir, depth=18, size=112,
+                 **loop_args):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/amfir_r50.py'))
-    r18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
+    backbone = dict(type='ResNet', depth=depth, pretrained=None,
+                    norm_eval=False)
     for m in ('rgb', 'flow'):
-        cfg.model[m].backbone = r18
+        cfg.model[m].backbone = backbone
     return Runner(
         model=cfg.model,
         work_dir=work_dir,
@@ -63,7 +69,8 @@ def build_runner(loop, episodes, work_dir, **loop_args):
                 num_queries=1, num_episodes=episodes, seed=0,
                 dataset=dict(type='FewShotRawframeDataset', ann_file='',
                              data_prefix=dict(img=VAL),
-                             filename_tmpl='{:08d}.jpg', pipeline=PIPELINE,
+                             filename_tmpl='{:08d}.jpg',
+                             pipeline=eval_pipeline(size),
                              test_mode=True))),
         test_evaluator=dict(type='FewShotAccuracy'),
         test_cfg=dict(type=loop, **loop_args),
@@ -77,6 +84,9 @@ def main():
     parser.add_argument('--episodes', type=int, default=10000)
     parser.add_argument('--slow', type=int, default=40)
     parser.add_argument('--episode-batch-size', type=int)
+    parser.add_argument('--depth', type=int, default=18,
+                        help='ResNet depth of both branches')
+    parser.add_argument('--size', type=int, default=112, help='crop, px')
     parser.add_argument('--out', default=osp.join(
         ROOT, 'benchmarks/results/meta_test_speed.json'))
     args = parser.parse_args()
@@ -85,8 +95,9 @@ def main():
 
     loop_args = {} if args.episode_batch_size is None else dict(
         episode_batch_size=args.episode_batch_size)
+    model_args = dict(depth=args.depth, size=args.size)
     runner = build_runner('CachedEpisodeTestLoop', args.episodes, work,
-                          **loop_args)
+                          **model_args, **loop_args)
     torch.manual_seed(0)
     runner.model.init_weights()
     state = runner.model.state_dict()
@@ -100,7 +111,7 @@ def main():
     metrics = loop.run_episodes(feats)
     episodes_s = time.perf_counter() - t0
 
-    slow = build_runner('TestLoop', args.slow, work)
+    slow = build_runner('TestLoop', args.slow, work, **model_args)
     slow.model.load_state_dict(state)
     t0 = time.perf_counter()
     slow.test()
@@ -110,14 +121,16 @@ def main():
     fast_total = embed_s + episodes_s
     out = dict(
         command='python benchmarks/meta_test_speed.py '
-        f'--episodes {args.episodes} --slow {args.slow}' +
+        f'--episodes {args.episodes} --slow {args.slow} '
+        f'--depth {args.depth} --size {args.size}' +
         (f' --episode-batch-size {args.episode_batch_size}'
          if args.episode_batch_size else ''),
         date=time.strftime('%Y-%m-%d %H:%M'),
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs, CPU only',
         load_average=os.getloadavg(),
         setting='ssv2_mini val (50 videos x 8 frames), 5-way 1-shot, '
-        'AMFIR 2x ResNet-18 112 px, OTAM heads, DIS flow on the fly',
+        f'AMFIR 2x ResNet-{args.depth} {args.size} px, OTAM heads, DIS '
+        'flow on the fly',
         videos=50, episodes=args.episodes,
         episode_batch_size=loop.episode_batch_size,
         embed_s=round(embed_s, 2),
