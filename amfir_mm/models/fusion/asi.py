@@ -78,8 +78,9 @@ class ActiveSampleInference(BaseModule):
     posterior (detached: ASI never trains the branches) and, optionally,
     the query's temporally pooled features of every modality (detached by
     default) and, optionally, :func:`cross_modal_evidence` (do the
-    modalities agree?).  Output: ``log pi (M, S)``, a log-softmax over modalities.
-    The last layer starts at zero, so an untrained net gives ``pi = 1/S``.
+    modalities agree?).  Output: ``log pi (M, S)``, a log-softmax over
+    modalities.  The last layer starts at zero, so an untrained net gives
+    ``pi = 1/S``.
 
     Args:
         num_modalities (int): ``S``.
