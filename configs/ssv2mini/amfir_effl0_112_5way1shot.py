@@ -20,7 +20,8 @@ _base_ = [
 effl0 = dict(_delete_=True, type='EfficientNetLite', arch='efficientnet-lite0',
              pretrained='imagenet', norm_eval=True, frozen_stages=8,
              drop_connect_rate=0.0)
-head = dict(_delete_=True, type='PrototypeHead', metric='cosine', temperature=0.1)
+head = dict(_delete_=True, type='PrototypeHead', metric='cosine',
+            temperature=0.1)
 imagenet_norm = dict(mean=[123.675, 116.28, 103.53],
                      std=[58.395, 57.12, 57.375])
 model = dict(
