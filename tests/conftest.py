@@ -1,4 +1,6 @@
-"""Shared test fixtures: registries, the ../shared data folder, tiny videos."""
+"""Shared test fixtures: registries, the ../shared data folder, tiny videos;
+helpers to load a tool/benchmark script and to build episode samples."""
+import importlib.util
 import os.path as osp
 from pathlib import Path
 
@@ -14,6 +16,31 @@ register_all_modules(init_default_scope=True)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / 'shared'
 SHARED_DATA = SHARED / 'data'
+
+
+def load_script(relative_path: str, name: str):
+    """Import a script of the project (``tools/…``, ``benchmarks/…``) as a
+    module without running its ``__main__`` block."""
+    spec = importlib.util.spec_from_file_location(
+        name, PROJECT_ROOT / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def episode_samples(shapes):
+    """Episode samples (no inputs) of the given ``(N, K, Q)`` shapes: query
+    labels ``0..N-1`` each repeated ``Q`` times, and the shape metainfo."""
+    import torch
+    from mmaction.structures import ActionDataSample
+    samples = []
+    for ways, shots, queries in shapes:
+        sample = ActionDataSample().set_gt_label(
+            torch.arange(ways).repeat_interleave(queries))
+        sample.set_metainfo(dict(num_ways=ways, num_shots=shots,
+                                 num_queries=queries))
+        samples.append(sample)
+    return samples
 
 
 @pytest.fixture(autouse=True)

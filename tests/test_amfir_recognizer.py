@@ -13,6 +13,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
+from conftest import episode_samples
 from amfir_mm.models.fusion import fuse_posteriors
 from amfir_mm.models.heads import split_episode
 
@@ -333,16 +334,6 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 # -- a batch of episodes from cached features ------------------------------
-def episode_samples(shapes):
-    """Episode samples (no inputs) of the given (N, K, Q) shapes."""
-    samples = []
-    for ways, shots, queries in shapes:
-        sample = ActionDataSample().set_gt_label(
-            torch.arange(ways).repeat_interleave(queries))
-        sample.set_metainfo(dict(num_ways=ways, num_shots=shots,
-                                 num_queries=queries))
-        samples.append(sample)
-    return samples
 
 
 def reference_prediction(model, feats, meta):

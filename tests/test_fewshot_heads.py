@@ -8,6 +8,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
+from conftest import episode_samples
 from amfir_mm.models.heads import (OTAMHead, PrototypeHead, TRXHead,
                                    otam_cumulative_distance)
 
@@ -218,16 +219,6 @@ def test_batched_distances_equal_per_episode(head, shots):
     assert not torch.allclose(single[0, 0], single[0, 1])
 
 
-def samples_of(shapes):
-    from mmaction.structures import ActionDataSample
-    out = []
-    for ways, shots, queries in shapes:
-        sample = ActionDataSample().set_gt_label(
-            torch.arange(ways).repeat_interleave(queries))
-        sample.set_metainfo(dict(num_ways=ways, num_shots=shots,
-                                 num_queries=queries))
-        out.append(sample)
-    return out
 
 
 @pytest.mark.parametrize('shapes', [
@@ -238,17 +229,17 @@ def test_head_predict_batched_equals_per_episode(shapes):
     torch.manual_seed(0)
     head = OTAMHead(temperature=0.5)
     feats = torch.randn(len(shapes), 6 * 4, 5)  # 6 videos x 4 frames
-    logits = head.episode_logits(feats, samples_of(shapes))
+    logits = head.episode_logits(feats, episode_samples(shapes))
     assert isinstance(logits, torch.Tensor) == (len(set(shapes)) == 1)
-    batch = head.predict(feats, samples_of(shapes))
+    batch = head.predict(feats, episode_samples(shapes))
     for b, shape in enumerate(shapes):
-        alone = head.predict(feats[b:b + 1], samples_of([shape]))[0]
+        alone = head.predict(feats[b:b + 1], episode_samples([shape]))[0]
         torch.testing.assert_close(logits[b],
                                    head.episode_logits(feats[b:b + 1],
-                                                       samples_of([shape]))[0])
+                                                       episode_samples([shape]))[0])
         torch.testing.assert_close(batch[b].pred_score, alone.pred_score)
         assert torch.equal(batch[b].pred_label, alone.pred_label)
-    loss = head.loss(feats, samples_of(shapes))['loss_cls']
-    alone = [head.loss(feats[b:b + 1], samples_of([s]))['loss_cls']
+    loss = head.loss(feats, episode_samples(shapes))['loss_cls']
+    alone = [head.loss(feats[b:b + 1], episode_samples([s]))['loss_cls']
              for b, s in enumerate(shapes)]
     torch.testing.assert_close(loss, torch.stack(alone).mean())

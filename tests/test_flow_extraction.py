@@ -1,5 +1,4 @@
 """tools/extract_flow.py and amfir_mm.flow.extraction."""
-import importlib.util
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from amfir_mm.flow.extraction import (DONE_MARKER, ExtractionOptions,
                                       read_done_marker, run_extraction)
 from amfir_mm.flow.sources import discover_sources, read_source_list
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
@@ -301,11 +301,7 @@ def test_extracts_mmaction2_fixtures(tmp_path):
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'extract_flow_tool', ROOT / 'tools' / 'extract_flow.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/extract_flow.py', 'extract_flow_tool')
 
 
 def test_refuses_to_overwrite_sources(small_dataset):

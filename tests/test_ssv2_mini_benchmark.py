@@ -1,20 +1,16 @@
 """benchmarks/ssv2_mini.py: the paired video bootstrap and the --quick run."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'benchmarks' / 'ssv2_mini.py'
+from conftest import load_script
 
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('ssv2_mini_bench', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('benchmarks/ssv2_mini.py', 'ssv2_mini_bench')
 
 
 def test_bootstrap_difference_hand_cases(bench):

@@ -1,6 +1,5 @@
 """Training options of tools/train.py: channels_last, SyncBN, AMP."""
 import copy
-import importlib.util
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import MODEL_WRAPPERS
 
 from amfir_mm.utils import ChannelsLastRunner, convert_to_channels_last
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, load_script
 
 CUDA = torch.cuda.is_available()
 CL = torch.channels_last
@@ -27,11 +26,7 @@ MODEL = dict(type='AMFIRRecognizer',
 
 
 def _train_script():
-    spec = importlib.util.spec_from_file_location(
-        'amfir_train_tool', PROJECT_ROOT / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/train.py', 'amfir_train_tool')
 
 
 def _model(seed=0):

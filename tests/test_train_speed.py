@@ -1,21 +1,16 @@
 """benchmarks/train_speed.py compares equal work: its amfir-mm loop and its
 TRX-style loop compute the same loss and make the same update on the same
 weights and episodes."""
-import importlib.util
 
 import torch
 
-from conftest import PROJECT_ROOT
+from conftest import load_script
 
 WAYS, FRAMES, SIZE, TASKS_PER_BATCH = 3, 2, 16, 2
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        'train_speed', PROJECT_ROOT / 'benchmarks' / 'train_speed.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('benchmarks/train_speed.py', 'train_speed')
 
 
 def _model(bench):
