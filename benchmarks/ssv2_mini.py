@@ -169,14 +169,12 @@ def predict_all(model, dataset, features, chunk: int = 250) -> dict:
     ``(E, N * K)``."""
     scores, labels, queries, supports = {}, [], [], []
     n_support = dataset.num_ways * dataset.num_shots
+    cache = model.cache_videos(features)
     for first in range(0, len(dataset), chunk):
         orders, samples = zip(*(dataset.episode_sample(idx) for idx in range(
             first, min(first + chunk, len(dataset)))))
-        rows = torch.as_tensor(orders)  # (E, V)
-        feats = ({m: f[rows].flatten(1, 2) for m, f in features.items()}
-                 if isinstance(features, dict) else
-                 features[rows].flatten(1, 2))  # (E, V * T, C)
-        for out in model.predict_episodes(feats, list(samples)):
+        for out in model.predict_episodes(
+                cache, list(samples), video_index=torch.as_tensor(orders)):
             for key in ('pred_score', 'rgb_score', 'flow_score',
                         'reliability'):
                 if key in out:

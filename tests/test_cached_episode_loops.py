@@ -23,6 +23,12 @@ R18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
 AMFIR = dict(type='AMFIRRecognizer',
              rgb=dict(backbone=R18, cls_head=dict(type='PrototypeHead')),
              flow=dict(backbone=R18, cls_head=dict(type='PrototypeHead')))
+# OTAM heads (their pair-table cache) and an ASI net reading the pooled
+# query features and the cross-modal evidence
+AMFIR_OTAM = dict(type='AMFIRRecognizer',
+                  rgb=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
+                  flow=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
+                  asi=dict(feature_channels=(512, 512), cross_modal=True))
 # RGB frames plus DIS flow computed on the fly at the same indices
 PAIRED_PIPELINE = [
     dict(type='SampleFrames', clip_len=1, num_clips=3, test_mode=True),
@@ -67,9 +73,10 @@ def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE,
     return runner, state
 
 
-@pytest.mark.parametrize('model,pipeline', [(MODEL, PIPELINE),
-                                            (AMFIR, PAIRED_PIPELINE)],
-                         ids=['rgb_prototype', 'amfir'])
+@pytest.mark.parametrize('model,pipeline', [
+    (MODEL, PIPELINE), (AMFIR, PAIRED_PIPELINE),
+    (AMFIR_OTAM, PAIRED_PIPELINE)
+], ids=['rgb_prototype', 'amfir', 'amfir_otam_asi_features'])
 def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
                                              pipeline):
     slow_runner, state = run_test(frame_tree, tmp_path / 'slow', 'TestLoop',
@@ -77,6 +84,10 @@ def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
     fast_runner, _ = run_test(frame_tree, tmp_path / 'fast',
                               'CachedEpisodeTestLoop', tmp_path / 'fast.pkl',
                               model, pipeline, episode_batch_size=5)
+    if model is AMFIR_OTAM:  # a trained-like ASI: pi differs per query
+        with torch.no_grad():
+            torch.nn.init.normal_(slow_runner.model.asi.mlp[-1].weight)
+        state = slow_runner.model.state_dict()
     fast_runner.model.load_state_dict(state)  # the same weights
     slow_metrics = slow_runner.test()
     fast_metrics = fast_runner.test()

@@ -234,12 +234,56 @@ def test_head_predict_batched_equals_per_episode(shapes):
     batch = head.predict(feats, episode_samples(shapes))
     for b, shape in enumerate(shapes):
         alone = head.predict(feats[b:b + 1], episode_samples([shape]))[0]
-        torch.testing.assert_close(logits[b],
-                                   head.episode_logits(feats[b:b + 1],
-                                                       episode_samples([shape]))[0])
+        single = head.episode_logits(feats[b:b + 1], episode_samples([shape]))
+        torch.testing.assert_close(logits[b], single[0])
         torch.testing.assert_close(batch[b].pred_score, alone.pred_score)
         assert torch.equal(batch[b].pred_label, alone.pred_label)
     loss = head.loss(feats, episode_samples(shapes))['loss_cls']
     alone = [head.loss(feats[b:b + 1], episode_samples([s]))['loss_cls']
              for b, s in enumerate(shapes)]
     torch.testing.assert_close(loss, torch.stack(alone).mean())
+
+
+CACHED_HEADS = {
+    'prototype_cosine': lambda: PrototypeHead(metric='cosine'),
+    'prototype_euclidean': lambda: PrototypeHead(metric='euclidean'),
+    'otam_pair_table': lambda: OTAMHead(),
+    'otam_unit_frames': lambda: OTAMHead(pair_table_max_mb=0),
+    'trx': lambda: TRXHead(in_channels=6, out_channels=4, dropout=0.0),
+}
+
+
+@pytest.mark.parametrize('name', list(CACHED_HEADS))
+def test_cached_logits_equal_logits_of_gathered_features(name):
+    """The cached meta-test's logits from (cache, video indices) equal the
+    logits of the gathered episode features, for same- and mixed-shape
+    batches; the indices repeat videos across episodes, as a test set
+    does."""
+    torch.manual_seed(0)
+    head = CACHED_HEADS[name]().eval()
+    videos = torch.randn(9, 4, 6)  # 9 videos x 4 frames x 6 channels
+    cache = head.cache_videos(videos)
+    if name.startswith('otam'):  # the strategy the name says was chosen
+        assert list(cache) == [name[len('otam_'):]]
+        if name == 'otam_pair_table':
+            assert cache['pair_table'].shape == (9, 9, 4, 4)
+    for shapes in ([(3, 1, 1)] * 4, [(3, 1, 1), (2, 2, 1), (3, 1, 1)]):
+        orders = [torch.randperm(9)[:6] for _ in shapes]  # 6 videos each
+        samples = episode_samples(shapes)
+        index = (torch.stack(orders) if len(set(shapes)) == 1 else orders)
+        cached = head.episode_logits(cache, samples, video_index=index)
+        for b, order in enumerate(orders):
+            feats = videos[order].flatten(0, 1)[None]  # (1, V * T, C)
+            expected = head.episode_logits(feats, [samples[b]])[0]
+            torch.testing.assert_close(cached[b], expected)
+        scores = head.predict(cache, samples, video_index=index)
+        torch.testing.assert_close(scores[0].pred_score,
+                                   cached[0].softmax(-1))
+
+
+def test_otam_pair_table_threshold():
+    """The pair table is built exactly when its size fits the budget."""
+    videos = torch.randn(64, 8, 3)  # (64 * 8)^2 float32 = 1 MiB
+    assert 'pair_table' in OTAMHead(pair_table_max_mb=1).cache_videos(videos)
+    assert 'unit_frames' in OTAMHead(
+        pair_table_max_mb=0.99).cache_videos(videos)

@@ -4,19 +4,24 @@ Peers (TRX, CLIP-FSAR) run the backbone on every video of every test
 episode.  With a deterministic test pipeline (``SampleFrames(test_mode=True)``
 and a centre crop) a video's per-frame features are the same in every
 episode, so these loops embed each video of the episode set's underlying
-dataset once (split across ranks, then gathered) and run all episodes on
-the cached features: only the few-shot head (and, for AMFIR, ASI / AMI)
-runs per episode, on chunks of ``episode_batch_size`` episodes at once.
+dataset once (split across ranks, then gathered), let the heads do their
+per-video work once (e.g. OTAM's frame distances of every pair of videos),
+and run all episodes from that cache by video index: only the head's
+per-episode part (and, for AMFIR, ASI / AMI) runs per episode, on chunks of
+``episode_batch_size`` episodes at once.
 ``tests/test_cached_episode_loops.py`` checks the predictions equal the
 per-episode path.
 
-The model provides two methods (both recognisers of amfir-mm do):
+The model provides three methods (both recognisers of amfir-mm do):
 
 - ``embed_videos(data_batch) -> Tensor (B, T, C) | dict[str, Tensor]``:
   per-frame features of a collated batch of single videos;
-- ``predict_episodes(feats, data_samples) -> list[ActionDataSample]``:
-  predictions of ``E`` episodes from ``(E, V * T, C)`` features (or a dict
-  of them, one per modality) in episode input order.
+- ``cache_videos(features) -> cache``: the per-video work on the features
+  of all videos ``(num_videos, T, C)`` (or a dict of them, one per
+  modality);
+- ``predict_episodes(cache, data_samples, video_index=...) ->
+  list[ActionDataSample]``: predictions of ``E`` episodes given by their
+  ``(E, V)`` video indices in episode input order.
 """
 import os.path as osp
 from typing import Dict, List, Optional, Union
@@ -33,14 +38,12 @@ from torch.utils.data import DataLoader
 Features = Union[torch.Tensor, Dict[str, torch.Tensor]]
 
 
-def _index(feats: Features, rows: torch.Tensor) -> Features:
-    """``(num_videos, T, C)`` features, ``(E, V)`` video indices ->
-    ``(E, V * T, C)``."""
-    if isinstance(feats, dict):
-        return {k: _index(v, rows) for k, v in feats.items()}
-    # index_select: several times faster than advanced indexing here
-    return feats.index_select(0, rows.flatten().to(feats.device)).reshape(
-        *rows.shape[:-1], -1, feats.shape[-1])
+def _video_index(orders: List[List[int]]):
+    """Episodes' video indices: ``(E, V)`` where all have ``V`` videos,
+    else ``E`` tensors ``(V_e, )``."""
+    if len({len(order) for order in orders}) == 1:
+        return torch.as_tensor(orders)
+    return [torch.as_tensor(order) for order in orders]
 
 
 def _to(feats: Features, device) -> Features:
@@ -69,8 +72,7 @@ class CachedEpisodeMixin:
             dict(data_samples=...)`` its episodes) and the evaluator
             processes a chunk at a time.  Predictions do not depend on it
             (up to float rounding).  The default amortises the per-call
-            overhead while a chunk's gathered features (``E * V * T * C``
-            values per modality) stay small.
+            overhead while a chunk's per-episode tensors stay small.
     """
 
     def _setup(self, video_batch_size: int, embeddings_file: Optional[str],
@@ -157,20 +159,21 @@ class CachedEpisodeMixin:
         mine = [i % len(episodes) for i in range(rank, total, world)]
         model = self._model
         features = _to(features, next(model.parameters()).device)
-        # One intra-op thread: 2 threads cut the episode phase from 2.8 to
-        # 2.1 s here, but with them a 2-process gloo test run aborted at exit
-        # in 2 of 3 CI runs ("terminate called without an active
-        # exception"); one thread passed every CI run before.
+        with autocast(enabled=self.fp16):
+            cache = model.cache_videos(features)
+        # One intra-op thread: the per-episode tensors are small (a second
+        # thread saved 15% of this phase), and with 2 threads a 2-process
+        # gloo test run aborted at exit in 2 of 3 CI runs ("terminate called
+        # without an active exception"); one thread passed every CI run.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            self._predict_episodes(mine, features, model)
+            self._predict_episodes(mine, cache, model)
         finally:
             torch.set_num_threads(threads)
         return self.evaluator.evaluate(len(episodes))
 
-    def _predict_episodes(self, mine: List[int], features: Features,
-                          model) -> None:
+    def _predict_episodes(self, mine: List[int], cache, model) -> None:
         """Predict and evaluate the episodes ``mine``, a chunk at a time."""
         episodes = self.dataloader.dataset
         size = self.episode_batch_size
@@ -184,7 +187,7 @@ class CachedEpisodeMixin:
                 data_batch=data_batch)
             with autocast(enabled=self.fp16):
                 outputs = model.predict_episodes(
-                    _index(features, torch.as_tensor(orders)), samples)
+                    cache, samples, video_index=_video_index(orders))
             self.evaluator.process(data_samples=outputs,
                                    data_batch=data_batch)
             self.runner.call_hook(

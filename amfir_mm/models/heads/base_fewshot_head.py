@@ -1,6 +1,6 @@
 """Base class of few-shot metric heads: query-to-class distances."""
 from abc import ABCMeta, abstractmethod
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -31,6 +31,35 @@ def split_episode(feats: torch.Tensor, meta: dict
                          f'{n_videos} videos')
     videos = feats.unflatten(-2, (n_videos, frames // n_videos))
     return videos[..., :n_support, :, :], videos[..., n_support:, :, :]
+
+
+def split_episode_index(video_index: torch.Tensor, meta: dict
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Split episodes' video indices into support and query, as
+    :func:`split_episode` splits their features.
+
+    Args:
+        video_index: ``(..., V)`` indices of each episode's videos (into a
+            cache of per-video features), support first.
+        meta: the episodes' ``num_ways``, ``num_shots``, ``num_queries``.
+
+    Returns:
+        ``support (..., N * K)`` and ``query (..., N * Q)`` indices.
+    """
+    n_support = meta['num_ways'] * meta['num_shots']
+    n_videos = n_support + meta['num_ways'] * meta['num_queries']
+    if video_index.shape[-1] != n_videos:
+        raise ValueError(f'{video_index.shape[-1]} video indices per '
+                         f'episode, expected {n_videos}')
+    return video_index[..., :n_support], video_index[..., n_support:]
+
+
+def gather_videos(videos: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``(num_videos, ...)`` per-video tensors, ``(...idx)`` indices ->
+    ``(...idx, ...)`` (``index_select``: several times faster than advanced
+    indexing on CPU)."""
+    flat = videos.index_select(0, index.flatten().to(videos.device))
+    return flat.reshape(*index.shape, *videos.shape[1:])
 
 
 def episode_shape(data_samples: Sequence) -> Optional[dict]:
@@ -93,19 +122,81 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
             ``(..., M, N)`` distances (smaller = closer).
         """
 
+    # -- cached meta-test: per-video work done once ----------------------
+    def cache_videos(self, videos: torch.Tensor) -> Any:
+        """What every episode of a cached meta-test needs of each video,
+        computed once (:mod:`amfir_mm.engine.cached_episode_loops`).
+
+        Args:
+            videos: ``(num_videos, T, C)`` per-frame features of every
+                video the episodes draw from.
+
+        Returns:
+            whatever :meth:`cached_distances` reads; here the features
+            themselves.  Heads override both to move per-video (or
+            per-pair) work out of the episode loop.
+        """
+        return videos
+
+    def cached_distances(self, cache: Any, support_index: torch.Tensor,
+                         query_index: torch.Tensor, num_ways: int,
+                         num_shots: int) -> torch.Tensor:
+        """:meth:`distances` of episodes given by video indices.
+
+        Args:
+            cache: :meth:`cache_videos` of all videos.
+            support_index: ``(..., N * K)`` support video indices,
+                class-major.
+            query_index: ``(..., M)`` query video indices.
+            num_ways: N. num_shots: K.
+
+        Returns:
+            ``(..., M, N)`` distances, equal to :meth:`distances` of the
+            gathered features (up to float rounding).
+        """
+        return self.distances(gather_videos(cache, support_index),
+                              gather_videos(cache, query_index), num_ways,
+                              num_shots)
+
     def forward(self, support: torch.Tensor, query: torch.Tensor,
                 num_ways: int, num_shots: int) -> torch.Tensor:
         """``(..., M, N)`` logits ``-d / tau`` (see :meth:`distances`)."""
         return -self.distances(support, query, num_ways,
                                num_shots) / self.temperature
 
-    def episode_logits(self, feats: torch.Tensor, data_samples: List
+    def batch_logits(self, feats: Any, meta: dict,
+                     video_index: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+        """Logits ``(E, N * Q, N)`` of ``E`` episodes of one shape.
+
+        Args:
+            feats: ``(E, V * T, C)`` per-frame features, or, with
+                ``video_index``, :meth:`cache_videos` of all videos.
+            meta: the episodes' ``num_ways``, ``num_shots``,
+                ``num_queries``.
+            video_index: ``(E, V)`` the episodes' video indices into the
+                cache, support first.
+        """
+        if video_index is None:
+            support, query = split_episode(feats, meta)
+            return self(support, query, meta['num_ways'], meta['num_shots'])
+        support, query = split_episode_index(video_index, meta)
+        return -self.cached_distances(feats, support, query,
+                                      meta['num_ways'],
+                                      meta['num_shots']) / self.temperature
+
+    def episode_logits(self, feats: Any, data_samples: List,
+                       video_index: Optional[torch.Tensor] = None
                        ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Logits of every episode of a batch.
 
         Args:
-            feats: ``(B, V * T, C)`` per-frame features.
+            feats: ``(B, V * T, C)`` per-frame features, or, with
+                ``video_index``, :meth:`cache_videos` of all videos.
             data_samples: ``B`` episode samples.
+            video_index: ``(B, V)`` the episodes' video indices into the
+                cache (the cached meta-test), support first; for episodes
+                of several shapes, ``B`` tensors ``(V_b, )``.
 
         Returns:
             ``(B, N * Q, N)`` from one batched call where all episodes share
@@ -115,16 +206,12 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
         """
         shape = episode_shape(data_samples)
         if shape is not None:
-            support, query = split_episode(feats, shape)
-            return self(support, query, shape['num_ways'],
-                        shape['num_shots'])
-        logits = []
-        for episode_feats, sample in zip(feats, data_samples):
-            meta = sample.metainfo
-            support, query = split_episode(episode_feats, meta)
-            logits.append(
-                self(support, query, meta['num_ways'], meta['num_shots']))
-        return logits
+            return self.batch_logits(feats, shape, video_index)
+        if video_index is None:
+            return [self.batch_logits(f[None], s.metainfo)[0]
+                    for f, s in zip(feats, data_samples)]
+        return [self.batch_logits(feats, s.metainfo, index[None])[0]
+                for index, s in zip(video_index, data_samples)]
 
     def loss(self, feats: torch.Tensor, data_samples: List,
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -137,19 +224,24 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
                          for lg, y in zip(logits, labels)]).mean()
         return dict(loss_cls=loss, acc=acc.detach())
 
-    def predict(self, feats: torch.Tensor, data_samples: List,
+    def predict(self, feats: Any, data_samples: List,
+                video_index: Optional[torch.Tensor] = None,
                 **kwargs) -> List:
         """Set each episode's ``pred_score`` ``(N * Q, N)`` posterior and
         ``pred_label``.
 
         Args:
-            feats: ``(B, V * T, C)`` per-frame features.
+            feats: ``(B, V * T, C)`` per-frame features, or, with
+                ``video_index``, :meth:`cache_videos` of all videos.
             data_samples: ``B`` episode samples.
+            video_index: ``(B, V)`` video indices into the cache (see
+                :meth:`episode_logits`).
         """
         # per episode on purpose: each sample gets tensors of its own (a
         # slice of a batched result would keep, and pickle, the batch)
-        for lg, sample in zip(self.episode_logits(feats, data_samples),
-                              data_samples):
+        for lg, sample in zip(
+                self.episode_logits(feats, data_samples, video_index),
+                data_samples):
             sample.set_pred_score(F.softmax(lg, dim=-1))
             sample.set_pred_label(lg.argmax(-1))
         return data_samples

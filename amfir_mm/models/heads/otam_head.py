@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmaction.registry import MODELS
 
-from .base_fewshot_head import BaseFewShotHead
+from .base_fewshot_head import BaseFewShotHead, gather_videos
 
 
 def otam_cumulative_distance(dists: torch.Tensor,
@@ -68,11 +68,17 @@ class OTAMHead(BaseFewShotHead):
         learn_gamma (bool): learn ``log gamma``.
         symmetric (bool): average both alignment directions.
         temperature (float): initial ``tau`` of the logits ``-d / tau``.
+        pair_table_max_mb (float): the cached meta-test
+            (:meth:`cache_videos`) precomputes the frame distances of every
+            pair of videos when they take at most this many MiB
+            (``(num_videos * T) ** 2`` values: 50 videos of 8 frames take
+            0.6 MiB, 1,024 take 256 MiB); above it, each episode computes
+            its own from unit-normalised features.
     """
 
     def __init__(self, gamma: float = 0.1, learn_gamma: bool = False,
                  symmetric: bool = True, temperature: float = 1.0,
-                 **kwargs) -> None:
+                 pair_table_max_mb: float = 256, **kwargs) -> None:
         if gamma <= 0:
             raise ValueError(f'gamma must be > 0, got {gamma}')
         super().__init__(temperature=temperature, **kwargs)
@@ -82,18 +88,30 @@ class OTAMHead(BaseFewShotHead):
         else:
             self.register_buffer('log_gamma', log_gamma)
         self.symmetric = symmetric
+        self.pair_table_max_mb = pair_table_max_mb
 
     @property
     def gamma(self) -> torch.Tensor:
         return self.log_gamma.exp()
 
-    def distances(self, support: torch.Tensor, query: torch.Tensor,
-                  num_ways: int, num_shots: int) -> torch.Tensor:
-        query = F.normalize(query, dim=-1)
-        support = F.normalize(support, dim=-1)
-        # (..., M, N * K, T, T): query frames x support frames
-        frame_dists = 1 - torch.einsum('...mic,...sjc->...msij', query,
-                                       support)
+    @staticmethod
+    def frame_distances(query: torch.Tensor,
+                        support: torch.Tensor) -> torch.Tensor:
+        """``1 - cos`` of every query and support frame.
+
+        Args:
+            query: ``(..., M, T, C)`` unit-norm frame features.
+            support: ``(..., S, T, C)`` unit-norm frame features.
+
+        Returns:
+            ``(..., M, S, T, T)``: query frames x support frames.
+        """
+        return 1 - torch.einsum('...mic,...sjc->...msij', query, support)
+
+    def alignment_distances(self, frame_dists: torch.Tensor, num_ways: int,
+                            num_shots: int) -> torch.Tensor:
+        """``(..., M, N * K, T, T)`` frame distances -> ``(..., M, N)``
+        class distances (the OTAM distance, mean over the ``K`` shots)."""
         if self.symmetric:  # both directions in one pass (T x T: square)
             frame_dists = torch.stack(
                 [frame_dists, frame_dists.transpose(-1, -2)])
@@ -101,3 +119,48 @@ class OTAMHead(BaseFewShotHead):
         if self.symmetric:
             dist = dist.mean(0)
         return dist.unflatten(-1, (num_ways, num_shots)).mean(-1)
+
+    def distances(self, support: torch.Tensor, query: torch.Tensor,
+                  num_ways: int, num_shots: int) -> torch.Tensor:
+        return self.alignment_distances(
+            self.frame_distances(F.normalize(query, dim=-1),
+                                 F.normalize(support, dim=-1)), num_ways,
+            num_shots)
+
+    def cache_videos(self, videos: torch.Tensor) -> dict:
+        """Per-video work of the cached meta-test, done once.
+
+        Args:
+            videos: ``(num_videos, T, C)`` per-frame features.
+
+        Returns:
+            ``dict(pair_table=(num_videos, num_videos, T, T))``, the frame
+            distances of every ordered pair of videos, when it fits
+            ``pair_table_max_mb``; else ``dict(unit_frames=(num_videos, T,
+            C))``, the unit-normalised features.
+        """
+        unit = F.normalize(videos, dim=-1)
+        num_videos, frames = videos.shape[:2]
+        table_mb = (num_videos * frames)**2 * unit.element_size() / 2**20
+        if table_mb > self.pair_table_max_mb:
+            return dict(unit_frames=unit)
+        flat = unit.flatten(0, 1)  # (num_videos * T, C): one matrix product
+        table = (1 - flat @ flat.T).view(num_videos, frames, num_videos,
+                                         frames)
+        return dict(pair_table=table.transpose(1, 2).contiguous())
+
+    def cached_distances(self, cache: dict, support_index: torch.Tensor,
+                         query_index: torch.Tensor, num_ways: int,
+                         num_shots: int) -> torch.Tensor:
+        if 'pair_table' in cache:
+            table = cache['pair_table']
+            # (..., M, N * K) pair indices into the flattened table
+            pairs = (query_index.unsqueeze(-1) * table.shape[0] +
+                     support_index.unsqueeze(-2))
+            frame_dists = gather_videos(table.flatten(0, 1), pairs)
+        else:
+            unit = cache['unit_frames']
+            frame_dists = self.frame_distances(
+                gather_videos(unit, query_index),
+                gather_videos(unit, support_index))
+        return self.alignment_distances(frame_dists, num_ways, num_shots)

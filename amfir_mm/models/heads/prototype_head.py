@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from mmaction.registry import MODELS
 
-from .base_fewshot_head import BaseFewShotHead
+from .base_fewshot_head import BaseFewShotHead, gather_videos
 
 
 @MODELS.register_module()
@@ -30,10 +30,35 @@ class PrototypeHead(BaseFewShotHead):
 
     def distances(self, support: torch.Tensor, query: torch.Tensor,
                   num_ways: int, num_shots: int) -> torch.Tensor:
-        prototypes = support.mean(-2).unflatten(
-            -2, (num_ways, num_shots)).mean(-2)  # (..., N, C)
-        queries = query.mean(-2)  # (..., M, C)
+        return self.embedding_distances(support.mean(-2), query.mean(-2),
+                                        num_ways, num_shots)
+
+    def embedding_distances(self, support: torch.Tensor, query: torch.Tensor,
+                            num_ways: int, num_shots: int) -> torch.Tensor:
+        """Distances from video embeddings (frame means).
+
+        Args:
+            support: ``(..., N * K, C)``, class-major.
+            query: ``(..., M, C)``.
+
+        Returns:
+            ``(..., M, N)``.
+        """
+        prototypes = support.unflatten(-2, (num_ways, num_shots)).mean(-2)
         if self.metric == 'cosine':
-            return 1 - F.normalize(queries, dim=-1) @ F.normalize(
+            return 1 - F.normalize(query, dim=-1) @ F.normalize(
                 prototypes, dim=-1).transpose(-1, -2)
-        return torch.cdist(queries, prototypes).pow(2) / queries.shape[-1]
+        return torch.cdist(query, prototypes).pow(2) / query.shape[-1]
+
+    def cache_videos(self, videos: torch.Tensor) -> torch.Tensor:
+        """``(num_videos, T, C)`` -> ``(num_videos, C)`` video embeddings
+        (all this head reads of a video)."""
+        return videos.mean(1)
+
+    def cached_distances(self, cache: torch.Tensor,
+                         support_index: torch.Tensor,
+                         query_index: torch.Tensor, num_ways: int,
+                         num_shots: int) -> torch.Tensor:
+        return self.embedding_distances(
+            gather_videos(cache, support_index),
+            gather_videos(cache, query_index), num_ways, num_shots)

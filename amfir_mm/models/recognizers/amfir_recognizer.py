@@ -9,7 +9,8 @@ from mmaction.registry import MODELS
 from mmengine.model import BaseModel, ModuleDict
 
 from ..fusion import FUSION_MODES, fuse_posteriors
-from ..heads import episode_shape, split_episode
+from ..heads import (episode_shape, gather_videos, split_episode,
+                     split_episode_index)
 from ..utils import first_conv, pretrained_input_channels, set_input_channels
 
 ALL_MODALITIES = ('rgb', 'flow')
@@ -199,29 +200,56 @@ class AMFIRRecognizer(BaseModel):
         return log_probs.new_full(log_probs.shape[:-1],
                                   1.0 / log_probs.shape[-2])
 
-    def batch_outputs(self, feats: Dict[str, torch.Tensor],
-                      meta: dict) -> Dict[str, torch.Tensor]:
+    @property
+    def _asi_uses_features(self) -> bool:
+        return self.asi is not None and self.asi.uses_features
+
+    def cache_videos(self, feats: Dict[str, torch.Tensor]) -> dict:
+        """Per-video work of the cached meta-test, done once.
+
+        Args:
+            feats: modality -> ``(num_videos, T, C)`` features of every
+                video the episodes draw from.
+
+        Returns:
+            dict: modality -> ``dict(head=...)``, its head's
+            :meth:`BaseFewShotHead.cache_videos`, plus ``pooled``
+            ``(num_videos, C)`` frame means where ASI reads features.
+        """
+        cache = {}
+        for m, branch in self.branches.items():
+            cache[m] = dict(head=branch.cls_head.cache_videos(feats[m]))
+            if self._asi_uses_features:
+                cache[m]['pooled'] = feats[m].mean(1)
+        return cache
+
+    def batch_outputs(self, feats: dict, meta: dict,
+                      video_index: Optional[torch.Tensor] = None
+                      ) -> Dict[str, torch.Tensor]:
         """Logits, log-posteriors and ``log pi`` of a batch of episodes of
         one shape.
 
         Args:
-            feats: modality -> ``(E, V * T, C)`` features of ``E`` episodes.
+            feats: modality -> ``(E, V * T, C)`` features of ``E`` episodes,
+                or, with ``video_index``, :meth:`cache_videos` of all
+                videos.
             meta: their shared ``num_ways``, ``num_shots``, ``num_queries``.
+            video_index: ``(E, V)`` the episodes' video indices into the
+                cache, support first.
 
         Returns:
             dict: ``logits`` and ``log_probs`` ``(E, M, S, N)`` (the
             modalities in ``self.modalities`` order) and ``log_pi``
             ``(E, M, S)``; ASI runs on the ``E * M`` queries at once.
         """
-        use_feats = self.asi is not None and self.asi.uses_features
+        use_feats = self._asi_uses_features
         logits, pooled = [], []
         for m, branch in self.branches.items():
-            support, query = split_episode(feats[m], meta)
-            logits.append(branch.cls_head(support, query,
-                                          meta['num_ways'],
-                                          meta['num_shots']))
-            if use_feats:  # ASI's pooled query features (E * M, C)
-                pooled.append(query.mean(2).flatten(0, 1))
+            head_feats = feats[m] if video_index is None else feats[m]['head']
+            logits.append(branch.cls_head.batch_logits(head_feats, meta,
+                                                       video_index))
+            if use_feats:
+                pooled.append(_pooled_queries(feats[m], meta, video_index))
         logits = torch.stack(logits, dim=2)
         log_probs = F.log_softmax(logits, dim=-1)
         if self.asi is not None:
@@ -314,19 +342,23 @@ class AMFIRRecognizer(BaseModel):
         data = self.data_preprocessor(data, False)
         return self.extract_feat(data['inputs'], test_mode=True)
 
-    def predict_episodes(self, feats: Dict[str, torch.Tensor],
-                         data_samples: List) -> List:
+    def predict_episodes(self, feats: dict, data_samples: List,
+                         video_index: Optional[torch.Tensor] = None) -> List:
         """Predictions of a batch of episodes (see :meth:`predict`).
 
-        Used by :meth:`predict` and, on cached features, by the cached
-        meta-test loops (:mod:`amfir_mm.engine.cached_episode_loops`).
-        Episodes of one shape (see :func:`episode_shape`) run as one batch:
-        the heads on ``(E, ...)`` features, ASI and AMI on the ``E * M``
-        queries at once.
+        Used by :meth:`predict` and, on :meth:`cache_videos` of all videos,
+        by the cached meta-test loops
+        (:mod:`amfir_mm.engine.cached_episode_loops`).  Episodes of one
+        shape (see :func:`episode_shape`) run as one batch: the heads on
+        ``(E, ...)`` features, ASI and AMI on the ``E * M`` queries at once.
 
         Args:
-            feats: modality -> ``(B, V * T, C)`` features.
+            feats: modality -> ``(B, V * T, C)`` features, or, with
+                ``video_index``, :meth:`cache_videos` of all videos.
             data_samples: the ``B`` episodes' samples.
+            video_index: ``(B, V)`` the episodes' video indices into the
+                cache, support first (for episodes of several shapes, ``B``
+                tensors ``(V_b, )``).
 
         Returns:
             list: ``data_samples``, with the prediction fields set.
@@ -334,10 +366,15 @@ class AMFIRRecognizer(BaseModel):
         shape = episode_shape(data_samples)
         if shape is None:  # episodes of several shapes: one by one
             for b, sample in enumerate(data_samples):
-                self.predict_episodes({m: f[b, None]
-                                       for m, f in feats.items()}, [sample])
+                if video_index is None:
+                    self.predict_episodes({m: f[b, None]
+                                           for m, f in feats.items()},
+                                          [sample])
+                else:
+                    self.predict_episodes(feats, [sample],
+                                          video_index[b][None])
             return data_samples
-        out = self.batch_outputs(feats, shape)
+        out = self.batch_outputs(feats, shape, video_index)
         log_probs, pi = out['log_probs'], out['log_pi'].exp()
         if len(self.modalities) > 1:
             weights = pi if self.adaptive_inference else \
@@ -380,6 +417,18 @@ class AMFIRRecognizer(BaseModel):
             return self.loss(inputs, data_samples, **kwargs)
         raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
                            'predict and tensor mode')
+
+
+def _pooled_queries(feats, meta: dict,
+                    video_index: Optional[torch.Tensor]) -> torch.Tensor:
+    """ASI's temporally pooled query features ``(E * M, C)`` of ``E``
+    episodes, from ``(E, V * T, C)`` features or, with ``video_index``
+    ``(E, V)``, from the ``pooled`` ``(num_videos, C)`` of
+    :meth:`AMFIRRecognizer.cache_videos`."""
+    if video_index is None:
+        return split_episode(feats, meta)[1].mean(2).flatten(0, 1)
+    query_index = split_episode_index(video_index, meta)[1]
+    return gather_videos(feats['pooled'], query_index).flatten(0, 1)
 
 
 def _unbatch(outputs: Dict[str, torch.Tensor]) -> List[dict]:

@@ -1,5 +1,5 @@
 """Single-modality few-shot recogniser: a stock backbone + a metric head."""
-from typing import List
+from typing import Any, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -54,10 +54,19 @@ class FewShotRecognizer(Recognizer2D):
         data = self.data_preprocessor(data, False)
         return self.extract_feat(data['inputs'], test_mode=True)[0]
 
-    def predict_episodes(self, feats: torch.Tensor,
-                         data_samples: List) -> List:
-        """Predict a batch of episodes from ``(B, V * T, C')`` features
-        (e.g. cached by :mod:`amfir_mm.engine.cached_episode_loops`); the
-        head batches episodes of one shape (see
-        :meth:`BaseFewShotHead.episode_logits`)."""
-        return self.cls_head.predict(feats, data_samples)
+    def cache_videos(self, videos: torch.Tensor) -> Any:
+        """The head's per-video cache for the cached meta-test
+        (:meth:`BaseFewShotHead.cache_videos`) of ``(num_videos, T, C')``
+        features."""
+        return self.cls_head.cache_videos(videos)
+
+    def predict_episodes(self, feats: Any, data_samples: List,
+                         video_index: Optional[torch.Tensor] = None) -> List:
+        """Predict a batch of episodes from ``(B, V * T, C')`` features or,
+        with ``video_index`` ``(B, V)``, from :meth:`cache_videos` of all
+        videos (the cached meta-test,
+        :mod:`amfir_mm.engine.cached_episode_loops`); the head batches
+        episodes of one shape (see :meth:`BaseFewShotHead.episode_logits`).
+        """
+        return self.cls_head.predict(feats, data_samples,
+                                     video_index=video_index)
