@@ -1,14 +1,14 @@
 """Meta-test cost: cached embeddings vs per-episode recomputation.
 
     python benchmarks/meta_test_speed.py [--episodes 10000] [--slow 10]
-        [--episode-batch-size 64] [--depth 50] [--size 224]
+        [--episode-batch-size 64] [--depth 50] [--size 224] [--head otam]
         [--out benchmarks/results/meta_test_speed.json]
 
 On ../shared/data/ssv2_mini/val (50 videos, 8 frames), one run, one
 machine: an AMFIR model (two ResNet-``--depth`` branches, ``--size`` px
-centre crops of frames resized to a ``--size * 8 / 7`` short side, OTAM
-heads, ASI, AMI; random weights: speed only) with DIS flow computed on the
-fly.  The defaults are the standard protocol's model and crop (ResNet-50,
+centre crops of frames resized to a ``--size * 8 / 7`` short side,
+``--head`` OTAM or TRX heads, ASI, AMI; random weights: speed only) with
+DIS flow computed on the fly.  The defaults are the standard protocol's model and crop (ResNet-50,
 224 px); ``--depth 18 --size 112`` is a cheap model whose embedding pass
 is 9x shorter, so the fixed per-episode cost weighs more.
 
@@ -52,13 +52,16 @@ def eval_pipeline(size: int) -> list:
     ]
 
 
-def build_runner(loop, episodes, work_dir, depth=50, size=224,
+def build_runner(loop, episodes, work_dir, depth=50, size=224, head='otam',
                  **loop_args):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/amfir_r50.py'))
     backbone = dict(type='ResNet', depth=depth, pretrained=None,
                     norm_eval=False)
     for m in ('rgb', 'flow'):
         cfg.model[m].backbone = backbone
+        if head == 'trx':  # TRX's own widths: 1152 channels, pairs + triples
+            cfg.model[m].cls_head = dict(
+                type='TRXHead', in_channels=512 if depth < 50 else 2048)
     return Runner(
         model=cfg.model,
         work_dir=work_dir,
@@ -88,6 +91,7 @@ def main():
     parser.add_argument('--depth', type=int, default=50,
                         help='ResNet depth of both branches')
     parser.add_argument('--size', type=int, default=224, help='crop, px')
+    parser.add_argument('--head', choices=('otam', 'trx'), default='otam')
     parser.add_argument('--out', default=osp.join(
         ROOT, 'benchmarks/results/meta_test_speed.json'))
     args = parser.parse_args()
@@ -96,7 +100,7 @@ def main():
 
     loop_args = {} if args.episode_batch_size is None else dict(
         episode_batch_size=args.episode_batch_size)
-    model_args = dict(depth=args.depth, size=args.size)
+    model_args = dict(depth=args.depth, size=args.size, head=args.head)
     runner = build_runner('CachedEpisodeTestLoop', args.episodes, work,
                           **model_args, **loop_args)
     torch.manual_seed(0)
@@ -123,15 +127,15 @@ def main():
     out = dict(
         command='python benchmarks/meta_test_speed.py '
         f'--episodes {args.episodes} --slow {args.slow} '
-        f'--depth {args.depth} --size {args.size}' +
+        f'--depth {args.depth} --size {args.size} --head {args.head}' +
         (f' --episode-batch-size {args.episode_batch_size}'
          if args.episode_batch_size else ''),
         date=time.strftime('%Y-%m-%d %H:%M'),
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs, CPU only',
         load_average=os.getloadavg(),
         setting='ssv2_mini val (50 videos x 8 frames), 5-way 1-shot, '
-        f'AMFIR 2x ResNet-{args.depth} {args.size} px, OTAM heads, DIS '
-        'flow on the fly',
+        f'AMFIR 2x ResNet-{args.depth} {args.size} px, '
+        f'{args.head.upper()} heads, DIS flow on the fly',
         videos=50, episodes=args.episodes,
         episode_batch_size=loop.episode_batch_size,
         embed_s=round(embed_s, 2),

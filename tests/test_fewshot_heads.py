@@ -248,8 +248,10 @@ CACHED_HEADS = {
     'prototype_cosine': lambda: PrototypeHead(metric='cosine'),
     'prototype_euclidean': lambda: PrototypeHead(metric='euclidean'),
     'otam_pair_table': lambda: OTAMHead(),
-    'otam_unit_frames': lambda: OTAMHead(pair_table_max_mb=0),
-    'trx': lambda: TRXHead(in_channels=6, out_channels=4, dropout=0.0),
+    'otam_unit_frames': lambda: OTAMHead(cache_max_mb=0),
+    'trx_keys_values': lambda: TRXHead(in_channels=6, out_channels=4),
+    'trx_frames': lambda: TRXHead(in_channels=6, out_channels=4,
+                                  cache_max_mb=0),
 }
 
 
@@ -264,9 +266,13 @@ def test_cached_logits_equal_logits_of_gathered_features(name):
     videos = torch.randn(9, 4, 6)  # 9 videos x 4 frames x 6 channels
     cache = head.cache_videos(videos)
     if name.startswith('otam'):  # the strategy the name says was chosen
-        assert list(cache) == [name[len('otam_'):]]
-        if name == 'otam_pair_table':
-            assert cache['pair_table'].shape == (9, 9, 4, 4)
+        assert ('pair_table' in cache) == (name == 'otam_pair_table')
+    if name == 'trx_keys_values':  # encoded a few videos at a time
+        for (k, v), (k4, v4) in zip(cache['keys_values'], head.cache_videos(
+                videos, batch_size=4)['keys_values']):
+            torch.testing.assert_close((k, v), (k4, v4))
+    if name.startswith('trx'):
+        assert list(cache) == [name[len('trx_'):]]
     for shapes in ([(3, 1, 1)] * 4, [(3, 1, 1), (2, 2, 1), (3, 1, 1)]):
         orders = [torch.randperm(9)[:6] for _ in shapes]  # 6 videos each
         samples = episode_samples(shapes)
@@ -281,9 +287,24 @@ def test_cached_logits_equal_logits_of_gathered_features(name):
                                    cached[0].softmax(-1))
 
 
-def test_otam_pair_table_threshold():
-    """The pair table is built exactly when its size fits the budget."""
+def test_otam_pair_table_is_filled_once_per_used_pair():
+    """The table exists exactly when it fits the budget; each call fills
+    only the pairs its episodes use, and a pair is computed once."""
     videos = torch.randn(64, 8, 3)  # (64 * 8)^2 float32 = 1 MiB
-    assert 'pair_table' in OTAMHead(pair_table_max_mb=1).cache_videos(videos)
-    assert 'unit_frames' in OTAMHead(
-        pair_table_max_mb=0.99).cache_videos(videos)
+    assert 'pair_table' not in OTAMHead(cache_max_mb=0.99).cache_videos(
+        videos)
+    head = OTAMHead(cache_max_mb=1)
+    cache = head.cache_videos(videos)
+    assert cache['pair_table'].shape == (64 * 64, 8, 8)
+    assert not cache['pair_known'].any()
+    support = torch.tensor([[0, 1, 2], [0, 1, 3]])  # 2 episodes, 3-way
+    query = torch.tensor([[4, 5, 6], [4, 5, 7]])
+    first = head.cached_distances(cache, support, query, 3, 1)
+    used = {(int(q) * 64 + int(s)) for e in range(2) for q in query[e]
+            for s in support[e]}  # 15 distinct pairs (4-5 x 0-1 repeat)
+    assert set(cache['pair_known'].nonzero().flatten().tolist()) == used
+    # a known row is read, not recomputed: poison it, see it come back
+    cache['pair_table'][4 * 64 + 0] = 0.0
+    again = head.cached_distances(cache, support, query, 3, 1)
+    assert not torch.allclose(again[0, 0], first[0, 0])
+    torch.testing.assert_close(again[0, 1:], first[0, 1:])

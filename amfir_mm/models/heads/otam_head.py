@@ -68,17 +68,16 @@ class OTAMHead(BaseFewShotHead):
         learn_gamma (bool): learn ``log gamma``.
         symmetric (bool): average both alignment directions.
         temperature (float): initial ``tau`` of the logits ``-d / tau``.
-        pair_table_max_mb (float): the cached meta-test
-            (:meth:`cache_videos`) precomputes the frame distances of every
-            pair of videos when they take at most this many MiB
-            (``(num_videos * T) ** 2`` values: 50 videos of 8 frames take
-            0.6 MiB, 1,024 take 256 MiB); above it, each episode computes
-            its own from unit-normalised features.
+        cache_max_mb (float): memory for the cached meta-test's table of
+            frame distances of video pairs (:meth:`cache_videos`),
+            ``(num_videos * T) ** 2`` values: 50 videos of 8 frames take
+            0.6 MiB, 2,048 take 1 GiB.  Above it, each episode computes
+            the frame distances of its own pairs.
     """
 
     def __init__(self, gamma: float = 0.1, learn_gamma: bool = False,
                  symmetric: bool = True, temperature: float = 1.0,
-                 pair_table_max_mb: float = 256, **kwargs) -> None:
+                 cache_max_mb: float = 1024, **kwargs) -> None:
         if gamma <= 0:
             raise ValueError(f'gamma must be > 0, got {gamma}')
         super().__init__(temperature=temperature, **kwargs)
@@ -88,7 +87,7 @@ class OTAMHead(BaseFewShotHead):
         else:
             self.register_buffer('log_gamma', log_gamma)
         self.symmetric = symmetric
-        self.pair_table_max_mb = pair_table_max_mb
+        self.cache_max_mb = cache_max_mb
 
     @property
     def gamma(self) -> torch.Tensor:
@@ -128,39 +127,52 @@ class OTAMHead(BaseFewShotHead):
             num_shots)
 
     def cache_videos(self, videos: torch.Tensor) -> dict:
-        """Per-video work of the cached meta-test, done once.
+        """Per-video work of the cached meta-test.
 
         Args:
             videos: ``(num_videos, T, C)`` per-frame features.
 
         Returns:
-            ``dict(pair_table=(num_videos, num_videos, T, T))``, the frame
-            distances of every ordered pair of videos, when it fits
-            ``pair_table_max_mb``; else ``dict(unit_frames=(num_videos, T,
-            C))``, the unit-normalised features.
+            dict: ``unit_frames`` ``(num_videos, T, C)``, the
+            unit-normalised features, and, when it fits ``cache_max_mb``,
+            an empty table of the frame distances of every ordered video
+            pair, ``pair_table`` ``(num_videos ** 2, T, T)`` (row ``q *
+            num_videos + s``), with ``pair_known`` ``(num_videos ** 2, )``
+            marking the rows filled.  :meth:`cached_distances` fills a row
+            the first time an episode needs it, so each pair is computed
+            once, and only the pairs the episodes use.
         """
         unit = F.normalize(videos, dim=-1)
         num_videos, frames = videos.shape[:2]
+        cache = dict(unit_frames=unit)
         table_mb = (num_videos * frames)**2 * unit.element_size() / 2**20
-        if table_mb > self.pair_table_max_mb:
-            return dict(unit_frames=unit)
-        flat = unit.flatten(0, 1)  # (num_videos * T, C): one matrix product
-        table = (1 - flat @ flat.T).view(num_videos, frames, num_videos,
-                                         frames)
-        return dict(pair_table=table.transpose(1, 2).contiguous())
+        if table_mb <= self.cache_max_mb:
+            cache['pair_table'] = unit.new_empty(num_videos**2, frames,
+                                                 frames)
+            cache['pair_known'] = torch.zeros(
+                num_videos**2, dtype=torch.bool, device=unit.device)
+        return cache
 
     def cached_distances(self, cache: dict, support_index: torch.Tensor,
                          query_index: torch.Tensor, num_ways: int,
                          num_shots: int) -> torch.Tensor:
-        if 'pair_table' in cache:
-            table = cache['pair_table']
-            # (..., M, N * K) pair indices into the flattened table
-            pairs = (query_index.unsqueeze(-1) * table.shape[0] +
-                     support_index.unsqueeze(-2))
-            frame_dists = gather_videos(table.flatten(0, 1), pairs)
-        else:
-            unit = cache['unit_frames']
+        unit = cache['unit_frames']
+        if 'pair_table' not in cache:
             frame_dists = self.frame_distances(
                 gather_videos(unit, query_index),
                 gather_videos(unit, support_index))
-        return self.alignment_distances(frame_dists, num_ways, num_shots)
+            return self.alignment_distances(frame_dists, num_ways, num_shots)
+        table, known = cache['pair_table'], cache['pair_known']
+        num_videos = unit.shape[0]
+        # (..., M, N * K) rows of the table
+        pairs = (query_index.unsqueeze(-1) * num_videos +
+                 support_index.unsqueeze(-2)).to(unit.device)
+        new = pairs.unique()
+        new = new[~known[new]]
+        if new.numel():  # (P, 1, T, C) x (P, 1, T, C) -> (P, T, T)
+            table[new] = self.frame_distances(
+                gather_videos(unit, new // num_videos).unsqueeze(1),
+                gather_videos(unit, new % num_videos).unsqueeze(1))[:, 0, 0]
+            known[new] = True
+        return self.alignment_distances(gather_videos(table, pairs),
+                                        num_ways, num_shots)
