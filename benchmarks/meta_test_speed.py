@@ -14,9 +14,11 @@ is 9x shorter, so the fixed per-episode cost weighs more.
 
 1. ``embed``: the cached loop's embedding pass (one backbone pass per video
    per modality, data loading and flow included);
-2. ``episodes``: all ``--episodes`` 5-way 1-shot episodes on the cached
-   features (heads, ASI, AMI, metric), ``--episode-batch-size`` episodes
-   per model call (default: the loop's);
+2. ``episodes``: the heads' per-video caches (``cache_videos``: OTAM's
+   pair table, TRX's tuple keys / values; none with ``--no-head-cache``),
+   then all ``--episodes`` 5-way 1-shot episodes from them (heads, ASI,
+   AMI, metric), ``--episode-batch-size`` episodes per model call
+   (default: the loop's);
 3. ``slow``: MMEngine's plain ``TestLoop`` (both backbones re-run for every
    video of every episode, as TRX / CLIP-FSAR do) on the first ``--slow``
    episodes, and its per-episode time times ``--episodes`` (extrapolated,
@@ -53,7 +55,7 @@ def eval_pipeline(size: int) -> list:
 
 
 def build_runner(loop, episodes, work_dir, depth=50, size=224, head='otam',
-                 **loop_args):
+                 head_cache=True, **loop_args):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/amfir_r50.py'))
     backbone = dict(type='ResNet', depth=depth, pretrained=None,
                     norm_eval=False)
@@ -62,6 +64,8 @@ def build_runner(loop, episodes, work_dir, depth=50, size=224, head='otam',
         if head == 'trx':  # TRX's own widths: 1152 channels, pairs + triples
             cfg.model[m].cls_head = dict(
                 type='TRXHead', in_channels=512 if depth < 50 else 2048)
+        if not head_cache:  # each episode from its gathered features
+            cfg.model[m].cls_head.cache_max_mb = 0
     return Runner(
         model=cfg.model,
         work_dir=work_dir,
@@ -92,6 +96,9 @@ def main():
                         help='ResNet depth of both branches')
     parser.add_argument('--size', type=int, default=224, help='crop, px')
     parser.add_argument('--head', choices=('otam', 'trx'), default='otam')
+    parser.add_argument('--no-head-cache', action='store_true',
+                        help="heads keep no per-video cache (OTAM's pair "
+                        "table, TRX's tuple keys / values): the ablation")
     parser.add_argument('--out', default=osp.join(
         ROOT, 'benchmarks/results/meta_test_speed.json'))
     args = parser.parse_args()
@@ -100,7 +107,8 @@ def main():
 
     loop_args = {} if args.episode_batch_size is None else dict(
         episode_batch_size=args.episode_batch_size)
-    model_args = dict(depth=args.depth, size=args.size, head=args.head)
+    model_args = dict(depth=args.depth, size=args.size, head=args.head,
+                      head_cache=not args.no_head_cache)
     runner = build_runner('CachedEpisodeTestLoop', args.episodes, work,
                           **model_args, **loop_args)
     torch.manual_seed(0)
@@ -128,6 +136,7 @@ def main():
         command='python benchmarks/meta_test_speed.py '
         f'--episodes {args.episodes} --slow {args.slow} '
         f'--depth {args.depth} --size {args.size} --head {args.head}' +
+        (' --no-head-cache' if args.no_head_cache else '') +
         (f' --episode-batch-size {args.episode_batch_size}'
          if args.episode_batch_size else ''),
         date=time.strftime('%Y-%m-%d %H:%M'),

@@ -151,6 +151,48 @@ def test_trx_pairs_of_two_frames_by_hand():
         rtol=1e-5)
 
 
+def trx_reference(head, support, query, ways, shots):
+    """TRX's distance written out plainly (TRX's ``model.py`` order)."""
+    from amfir_mm.models.heads.trx_head import sinusoidal_encoding
+    frames, channels = support.shape[-2:]
+    enc = head.pe_scale * sinusoidal_encoding(frames, channels)
+    support, query = support + enc, query + enc
+    dists = []
+    for i, card in enumerate(head.cardinalities):
+        index = head.tuples(frames, card)
+        s_tup = support[:, index].flatten(-2)  # (N * K, P, c * C)
+        q_tup = query[:, index].flatten(-2)
+        s_key = head.key_norm[i](head.key_proj[i](s_tup))
+        q_key = head.key_norm[i](head.key_proj[i](q_tup))
+        s_val, q_val = head.value_proj[i](s_tup), head.value_proj[i](q_tup)
+        per_class = []
+        for c in range(ways):
+            keys = s_key[c * shots:(c + 1) * shots].flatten(0, 1)
+            vals = s_val[c * shots:(c + 1) * shots].flatten(0, 1)
+            attn = (q_key @ keys.T / head.out_channels**0.5).softmax(-1)
+            per_class.append(((q_val - attn @ vals)**2).sum((-1, -2)) /
+                             index.shape[0])
+        dists.append(torch.stack(per_class, -1))
+    return torch.stack(dists).mean(0)
+
+
+def test_trx_distances_and_gradients_equal_plain_formula():
+    torch.manual_seed(0)
+    head = TRXHead(in_channels=6, out_channels=8).eval()  # no dropout
+    support, query = episode(num_ways=3, num_shots=2, num_queries=2,
+                             frames=4, channels=6)
+    grads = []
+    for fn in (head.distances, lambda *a: trx_reference(head, *a)):
+        s, q = support.clone().requires_grad_(), query.clone().requires_grad_()
+        head.zero_grad()
+        dist = fn(s, q, 3, 2)
+        dist.sum().backward()
+        grads.append((dist.detach(), s.grad, q.grad,
+                      head.value_proj[1].weight.grad.clone()))
+    for ours, plain in zip(*grads):
+        torch.testing.assert_close(ours, plain)
+
+
 def test_trx_tuples_and_errors():
     assert TRXHead.tuples(4, 2).tolist() == [
         list(c) for c in itertools.combinations(range(4), 2)

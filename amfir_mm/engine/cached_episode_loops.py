@@ -23,6 +23,7 @@ The model provides three methods (both recognisers of amfir-mm do):
   list[ActionDataSample]``: predictions of ``E`` episodes given by their
   ``(E, V)`` video indices in episode input order.
 """
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Union
 
@@ -159,15 +160,17 @@ class CachedEpisodeMixin:
         mine = [i % len(episodes) for i in range(rank, total, world)]
         model = self._model
         features = _to(features, next(model.parameters()).device)
-        with autocast(enabled=self.fp16):
-            cache = model.cache_videos(features)
-        # One intra-op thread: the per-episode tensors are small (a second
-        # thread saved 15% of this phase), and with 2 threads a 2-process
-        # gloo test run aborted at exit in 2 of 3 CI runs ("terminate called
-        # without an active exception"); one thread passed every CI run.
+        # The episode phase shares the cores among the processes of this
+        # machine (torchrun's LOCAL_WORLD_SIZE; unknown: all of them): with
+        # each process on all cores, a 2-process CPU (gloo) test aborted at
+        # exit in 2 of 3 CI runs ("terminate called without an active
+        # exception"); with one thread each it passed every run.
+        local_processes = int(os.environ.get('LOCAL_WORLD_SIZE', world))
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(max(1, threads // local_processes))
         try:
+            with autocast(enabled=self.fp16):
+                cache = model.cache_videos(features)
             self._predict_episodes(mine, cache, model)
         finally:
             torch.set_num_threads(threads)

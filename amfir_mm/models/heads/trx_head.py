@@ -139,8 +139,12 @@ class TRXHead(BaseFewShotHead):
             prototypes = torch.einsum('...mnpq,...nqd->...mnpd',
                                       attn.softmax(-1),
                                       s_val)  # (..., M, N, P, D)
-            diff = q_val.unsqueeze(-3) - prototypes
-            dists.append(diff.pow(2).sum((-1, -2)) / num_tuples)
+            # prototypes - query in place and squared norms in one
+            # reduction: no further (..., M, N, P, D) tensor (the einsum's
+            # backward does not need its output)
+            sq_norms = torch.linalg.vector_norm(
+                prototypes.sub_(q_val.unsqueeze(-3)), dim=-1).square()
+            dists.append(sq_norms.sum(-1) / num_tuples)
         return torch.stack(dists).mean(0)
 
     def distances(self, support: torch.Tensor, query: torch.Tensor,
