@@ -52,6 +52,18 @@ def _run(cmd, env):
     return proc
 
 
+def _config_and_env(frame_tree, tmp_path, port_base):
+    """The test config written for ``frame_tree``, and the launch scripts'
+    environment (one thread a process, a port of its own)."""
+    config = tmp_path / 'dist_cfg.py'
+    config.write_text(
+        CONFIG.format(root=PROJECT_ROOT, split=frame_tree['split'],
+                      frames=frame_tree['root']))
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
+               PORT=str(port_base + os.getpid() % 1000))
+    return config, env
+
+
 def _episodes(work_dir):
     with open(os.path.join(work_dir, 'fewshot_episodes.json')) as f:
         return sorted((e['episode_index'], e['accuracy'])
@@ -60,12 +72,7 @@ def _episodes(work_dir):
 
 @pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
 def test_two_process_train_and_gathered_test(frame_tree, tmp_path):
-    config = tmp_path / 'dist_cfg.py'
-    config.write_text(
-        CONFIG.format(root=PROJECT_ROOT, split=frame_tree['split'],
-                      frames=frame_tree['root']))
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
-               PORT=str(29500 + os.getpid() % 1000))
+    config, env = _config_and_env(frame_tree, tmp_path, port_base=29500)
     train_dir = tmp_path / 'train'
     _run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
           str(train_dir)], env)
@@ -92,12 +99,7 @@ def test_two_process_channels_last_train(frame_tree, tmp_path):
     """``--channels-last`` through dist_train.sh: ChannelsLastRunner
     converts the model before DDP wraps it; gloo broadcasts and reduces the
     NHWC-strided tensors."""
-    config = tmp_path / 'dist_cfg.py'
-    config.write_text(
-        CONFIG.format(root=PROJECT_ROOT, split=frame_tree['split'],
-                      frames=frame_tree['root']))
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
-               PORT=str(30500 + os.getpid() % 1000))
+    config, env = _config_and_env(frame_tree, tmp_path, port_base=30500)
     train_dir = tmp_path / 'train'
     proc = _run(['bash', 'tools/dist_train.sh', str(config), '2',
                  '--work-dir', str(train_dir), '--channels-last',
