@@ -54,7 +54,7 @@ class TRXHead(BaseFewShotHead):
             as logits (``tau = 1``).
         cache_max_mb (float): memory for the cached meta-test's per-video
             tuple keys and values (:meth:`cache_videos`; ``2 * P * D``
-            values a video per cardinality: 0.8 MiB for 8 frames, pairs and
+            values a video per cardinality: 0.74 MiB for 8 frames, pairs and
             triples, ``D = 1152``); above it, each episode projects its
             own videos' tuples.
     """
