@@ -8,9 +8,10 @@ On ../shared/data/ssv2_mini/val (50 videos, 8 frames), one run, one
 machine: an AMFIR model (two ResNet-``--depth`` branches, ``--size`` px
 centre crops of frames resized to a ``--size * 8 / 7`` short side,
 ``--head`` OTAM or TRX heads, ASI, AMI; random weights: speed only) with
-DIS flow computed on the fly.  The defaults are the standard protocol's model and crop (ResNet-50,
-224 px); ``--depth 18 --size 112`` is a cheap model whose embedding pass
-is 9x shorter, so the fixed per-episode cost weighs more.
+DIS flow computed on the fly.  The defaults are the standard protocol's
+model and crop (ResNet-50, 224 px); ``--depth 18 --size 112`` is a cheap
+model whose embedding pass is 9x shorter, so the fixed per-episode cost
+weighs more.
 
 1. ``embed``: the cached loop's embedding pass (one backbone pass per video
    per modality, data loading and flow included);
