@@ -10,10 +10,8 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
-from mmaction.registry import RUNNERS
-from mmengine.runner import Runner
 
-from amfir_mm.utils import close_distributed
+from amfir_mm.utils import build_runner, close_distributed
 
 
 def parse_args(argv=None):
@@ -72,10 +70,7 @@ def main(argv=None):
             cfg.test_dataloader.dataset.episodes_file = args.episodes
         else:
             save_episodes_to = args.episodes
-    # MMAction2's convention: a config may name its runner (e.g.
-    # runner_type='ChannelsLastRunner')
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
-        Runner.from_cfg(cfg)
+    runner = build_runner(cfg)  # cfg.runner_type, e.g. ChannelsLastRunner
     if save_episodes_to is not None and is_main_process():
         episodes = runner.test_dataloader.dataset
         episodes.save_episodes(save_episodes_to)

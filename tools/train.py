@@ -15,13 +15,11 @@ import os
 import sys
 import os.path as osp
 
-from mmaction.registry import RUNNERS
 from mmengine.config import Config, DictAction
 from mmengine.device import (get_device, is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
-from mmengine.runner import Runner
 
-from amfir_mm.utils import close_distributed
+from amfir_mm.utils import build_runner, close_distributed
 
 
 def parse_args(argv=None):
@@ -123,14 +121,6 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
     check_device_options(cfg)
     return cfg
-
-
-def build_runner(cfg: Config) -> Runner:
-    """``Runner.from_cfg``, or the runner named by ``cfg.runner_type``
-    (MMAction2's convention)."""
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
 
 
 def main(argv=None):

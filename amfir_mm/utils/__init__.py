@@ -1,6 +1,8 @@
 from .dist import close_distributed
 from .memory_format import ChannelsLastRunner, convert_to_channels_last
+from .runner import build_runner
 
 __all__ = [
-    'close_distributed', 'ChannelsLastRunner', 'convert_to_channels_last'
+    'close_distributed', 'ChannelsLastRunner', 'convert_to_channels_last',
+    'build_runner'
 ]
