@@ -55,7 +55,7 @@ def eval_pipeline(size: int) -> list:
     ]
 
 
-def build_runner(loop, episodes, work_dir, depth=50, size=224, head='otam',
+def speed_runner(loop, episodes, work_dir, depth=50, size=224, head='otam',
                  head_cache=True, **loop_args):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/amfir_r50.py'))
     backbone = dict(type='ResNet', depth=depth, pretrained=None,
@@ -110,7 +110,7 @@ def main():
         episode_batch_size=args.episode_batch_size)
     model_args = dict(depth=args.depth, size=args.size, head=args.head,
                       head_cache=not args.no_head_cache)
-    runner = build_runner('CachedEpisodeTestLoop', args.episodes, work,
+    runner = speed_runner('CachedEpisodeTestLoop', args.episodes, work,
                           **model_args, **loop_args)
     torch.manual_seed(0)
     runner.model.init_weights()
@@ -125,7 +125,7 @@ def main():
     metrics = loop.run_episodes(feats)
     episodes_s = time.perf_counter() - t0
 
-    slow = build_runner('TestLoop', args.slow, work, **model_args)
+    slow = speed_runner('TestLoop', args.slow, work, **model_args)
     slow.model.load_state_dict(state)
     t0 = time.perf_counter()
     slow.test()
