@@ -85,7 +85,7 @@ def main(argv=None):
                                metrics=metrics), f, indent=1)
         return metrics
     finally:
-        close_distributed()
+        close_distributed(runner)
 
 
 if __name__ == '__main__':

@@ -130,7 +130,7 @@ def main(argv=None):
     try:
         runner.train()
     finally:
-        close_distributed()
+        close_distributed(runner)
     return runner
 
 
