@@ -161,10 +161,8 @@ class CachedEpisodeMixin:
         model = self._model
         features = _to(features, next(model.parameters()).device)
         # The episode phase shares the cores among the processes of this
-        # machine (torchrun's LOCAL_WORLD_SIZE; unknown: all of them): with
-        # each process on all cores, a 2-process CPU (gloo) test aborted at
-        # exit in 2 of 3 CI runs ("terminate called without an active
-        # exception"); with one thread each it passed every run.
+        # machine (torchrun's LOCAL_WORLD_SIZE; unknown: all of them), so
+        # several processes on one machine do not oversubscribe it.
         local_processes = int(os.environ.get('LOCAL_WORLD_SIZE', world))
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // local_processes))
