@@ -27,13 +27,39 @@ def soft_min(values, gamma):
 def test_otam_2x2_by_hand():
     a, b, c, d, g = 0.1, 0.9, 0.8, 0.2, 0.1
     # padded grid [[0, a, b, 0], [0, c, d, 0]]; first row: a, a+b, a+b
-    g11 = c + soft_min([0.0, 0.0], g)  # from (0, 0) or (1, 0), both 0
+    # first frame column: from (0, 0), (0, 1) = a above, or (1, 0)
+    g11 = c + soft_min([0.0, a, 0.0], g)
     g12 = d + soft_min([a, g11], g)
     expected = soft_min([a + b, g12, a + b], g)  # end pad: 3 moves
     dists = torch.tensor([[a, b], [c, d]], dtype=torch.float64)
     value = otam_cumulative_distance(dists,
                                      torch.tensor(g, dtype=torch.float64))
     assert float(value) == pytest.approx(expected, rel=1e-12)
+
+
+def test_otam_3x3_by_hand_reference_recursion():
+    """The reference recursion (TRX / CLIP-FSAR ``OTAM_cum_dist``), cell by
+    cell on a 3 x 3 grid: the first frame column takes the vertical move
+    from the row above."""
+    D = [[0.2, 0.7, 0.4], [0.5, 0.1, 0.9], [0.3, 0.6, 0.8]]
+    g = 0.5
+    # padded columns 0 (start) and 4 (end) cost 0; row 0 accumulates
+    r0 = [0.0, 0.2, 0.9, 1.3, 1.3]
+    r1_1 = 0.5 + soft_min([0.0, r0[1], 0.0], g)      # (0,0), (0,1), (1,0)
+    r1_2 = 0.1 + soft_min([r0[1], r1_1], g)          # (0,1), (1,1)
+    r1_3 = 0.9 + soft_min([r0[2], r1_2], g)
+    r1_4 = soft_min([r0[3], r1_3, r0[4]], g)         # end pad
+    r2_1 = 0.3 + soft_min([0.0, r1_1, 0.0], g)
+    r2_2 = 0.6 + soft_min([r1_1, r2_1], g)
+    r2_3 = 0.8 + soft_min([r1_2, r2_2], g)
+    expected = soft_min([r1_3, r2_3, r1_4], g)
+    value = otam_cumulative_distance(torch.tensor(D, dtype=torch.float64),
+                                     torch.tensor(g, dtype=torch.float64))
+    assert float(value) == pytest.approx(expected, rel=1e-12)
+    # the first-column vertical move matters here: without it the value
+    # differs by far more than rounding
+    r1_1_old = 0.5 + soft_min([0.0, 0.0], g)
+    assert abs(r1_1 - r1_1_old) > 1e-2
 
 
 def brute_force_min_path(cost):
@@ -47,7 +73,9 @@ def brute_force_min_path(cost):
         if (r, c) == (rows - 1, cols - 1):
             best = min(best, total)
             return
-        moves = [(0, 1), (1, 1)] + ([(1, 0)] if c in (0, cols - 1) else [])
+        # vertical moves in the pads and down the first frame column
+        moves = [(0, 1), (1, 1)] + ([(1, 0)] if c in (0, 1, cols - 1)
+                                    else [])
         for dr, dc in moves:
             nr, nc = r + dr, c + dc
             if nr < rows and nc < cols:

@@ -21,11 +21,16 @@ def otam_cumulative_distance(dists: torch.Tensor,
 
         g(0, m) = D(0, m) + g(0, m - 1)                      (first row)
         g(l, 0) = 0                                          (start pad)
-        g(l, m) = D(l, m) + min(g(l-1, m-1), g(l, m-1))      (frames)
+        g(l, 1) = D(l, 1) + min(g(l-1, 0), g(l-1, 1), g(l, 0))
+                                                       (first frame column)
+        g(l, m) = D(l, m) + min(g(l-1, m-1), g(l, m-1))      (frames, m > 1)
         g(l, S+1) = min(g(l-1, S), g(l, S), g(l-1, S+1))     (end pad)
 
-    i.e. diagonal and horizontal moves everywhere, vertical moves only in
-    the two (zero-cost) padding columns.
+    i.e. diagonal and horizontal moves everywhere, vertical moves in the
+    two (zero-cost) padding columns and into the first frame column.  This
+    is the reference recursion (``OTAM_cum_dist`` of the TRX / CLIP-FSAR
+    code, whose first non-zero column includes the vertical move from the
+    row above).
 
     Args:
         dists: ``(..., L, S)`` frame-to-frame distances.
@@ -40,8 +45,15 @@ def otam_cumulative_distance(dists: torch.Tensor,
     # shifts are contiguous; no in-place writes, so autograd sees a plain
     # graph.
     neg_dists = (-dists / gamma).permute(-1, -2, *range(dists.dim() - 2))
-    col = neg_dists.new_zeros(neg_dists.shape[1:])  # start pad: g = 0
-    for frames in neg_dists.contiguous():
+    # The first frame column runs down its rows: with the zero start pad,
+    # h(l, 1) = -D(l, 1) / gamma + log(2 + exp(h(l-1, 1))) for l > 0.
+    neg_dists = neg_dists.contiguous()
+    first = [neg_dists[0, 0]]
+    for row in neg_dists[0, 1:]:
+        first.append(row + torch.logaddexp(first[-1].new_tensor(math.log(2)),
+                                           first[-1]))
+    col = torch.stack(first)
+    for frames in neg_dists[1:]:
         col = torch.cat([col[:1] + frames[:1],
                          frames[1:] + torch.logaddexp(col[:-1], col[1:])])
     # The end pad's vertical recursion, unrolled: with E = exp(h),
@@ -61,7 +73,10 @@ class OTAMHead(BaseFewShotHead):
     ``(T, C)`` is ``1 - cos``; their video distance is the OTAM cumulative
     alignment distance (:func:`otam_cumulative_distance`), averaged over the
     query->support and support->query directions when ``symmetric``.  A
-    class's distance is the mean over its ``K`` shots.
+    class's distance is the mean over its ``K`` shots.  (The reference code
+    sums the two directions; the mean is half of that, a factor the learned
+    temperature ``tau`` absorbs: the logits ``-d / tau`` are the same with
+    ``tau`` halved.)
 
     Args:
         gamma (float): smoothing of the soft minimum (OTAM: 0.1).
