@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from amfir_mm.evaluation import FewShotAccuracy, mean_ci95
+from amfir_mm.evaluation import (FewShotAccuracy, auroc, mean_ci95,
+                                 selection_skill)
 from amfir_mm.models import PrototypeHead
 
 
@@ -74,6 +75,14 @@ def test_two_modality_statistics_by_hand(tmp_path):
     # exactly one modality right on queries 1, 2, 3; ASI picks the right
     # one on 1 (rgb) and 2 (flow), not on 3 (picks rgb, flow was right)
     assert out['asi_oracle_agreement'] == pytest.approx(100 * 2 / 3)
+    # of those three, flow is the right one on 2 and 3
+    assert out['asi_disagreement'] == pytest.approx(75)
+    assert out['asi_base_rate_flow'] == pytest.approx(100 * 2 / 3)
+    assert out['asi_base_rate_rgb'] == pytest.approx(100 / 3)
+    # hit rates: flow-right queries 1 of 2 (2 yes, 3 no), rgb-right 1 of 1
+    assert out['asi_balanced_accuracy'] == pytest.approx(75)
+    # pi_flow .8 and .4 (flow right) both above .1 (rgb right)
+    assert out['asi_auroc_flow'] == pytest.approx(100)
     for name in ('reliability_hist.png', 'per_class_accuracy.png',
                  'fewshot_episodes.json'):
         assert (tmp_path / name).stat().st_size > 0
@@ -118,3 +127,39 @@ def test_chunk_of_mixed_episodes_equals_one_by_one():
     metric.process({}, [episode(0, 4, 2, modalities=False)] * 2)
     assert set(metric.results[0]) == {'episode_index', 'correct',
                                       'query_class'}
+
+
+def test_auroc_equals_pairwise_count_with_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 200) / 4  # many ties
+    positive = rng.random(200) < 0.4
+    pos, neg = scores[positive], scores[~positive]
+    pairs = (pos[:, None] > neg[None]).sum() + 0.5 * (
+        pos[:, None] == neg[None]).sum()
+    assert auroc(scores, positive) == pytest.approx(
+        pairs / (pos.size * neg.size), rel=1e-12)
+    assert auroc([0.1, 0.9], [False, True]) == 1.0
+    assert auroc([0.1, 0.9], [True, False]) == 0.0
+    assert np.isnan(auroc([0.3, 0.4], [True, True]))
+
+
+def test_constant_selector_has_base_rate_agreement_and_no_skill():
+    """Always picking flow agrees with the oracle at the base rate; its
+    balanced accuracy and AUROC say 50: no skill."""
+    rng = np.random.default_rng(1)
+    rgb_ok = rng.random(1000) < 0.3
+    flow_ok = rng.random(1000) < 0.4
+    stats = selection_skill(np.full(1000, 0.59), rgb_ok, flow_ok)
+    one = rgb_ok != flow_ok
+    base = 100 * flow_ok[one].mean()
+    assert stats['disagreement'] == pytest.approx(100 * one.mean())
+    assert stats['base_rate_flow'] == pytest.approx(base)
+    assert stats['oracle_agreement'] == pytest.approx(base)
+    assert stats['balanced_accuracy'] == pytest.approx(50)
+    assert stats['auroc_flow'] == pytest.approx(50)
+    # a perfect ranker that is also on the right side of 1/2
+    perfect = np.where(flow_ok & ~rgb_ok, 0.9, 0.1)
+    stats = selection_skill(perfect, rgb_ok, flow_ok)
+    assert stats['balanced_accuracy'] == stats['auroc_flow'] == 100
+    assert selection_skill(np.zeros(2), [1, 0], [1, 0]) == dict(
+        disagreement=0.0)

@@ -41,9 +41,15 @@ class FewShotAccuracy(BaseMetric):
     (arg-max of the mean posterior) and ``oracle_accuracy`` (a query counts
     if either modality is right); with ``reliability`` (ASI's ``pi``,
     ``(N * Q, 2)``): ``asi_choice_rgb`` / ``asi_choice_flow`` (% of queries
-    whose ``argmax pi`` is that modality) and ``asi_oracle_agreement`` (% of
-    the queries where exactly one modality is right on which ASI picks that
-    one).
+    whose ``argmax pi`` is that modality) and, on the *disagreement*
+    queries (exactly one modality right), :func:`selection_skill`:
+    ``asi_disagreement`` (% of queries), ``asi_base_rate_flow`` /
+    ``asi_base_rate_rgb`` (% of them on which that modality is the right
+    one), ``asi_oracle_agreement`` (% on which ASI picks the right one:
+    compare it with the larger base rate, which a constant choice reaches),
+    ``asi_balanced_accuracy`` (%, mean of the per-modality hit rates: 50
+    for any constant choice) and ``asi_auroc_flow`` (AUROC of ``pi_flow``
+    for "flow is the right one", %: 50 = no ranking skill).
 
     Args:
         out_dir (str, optional): also write ``fewshot_episodes.json`` (per
@@ -140,6 +146,69 @@ def _episode_means(results: List[dict], key: str) -> np.ndarray:
     return sums / lengths
 
 
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the 0/1 ``positive``
+    labels: ``P(s_pos > s_neg) + P(s_pos = s_neg) / 2`` over all
+    positive-negative pairs (Mann-Whitney U / (n_pos n_neg)); NaN when
+    either class is empty."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    pos, neg = scores[positive], np.sort(scores[~positive])
+    if pos.size == 0 or neg.size == 0:
+        return float('nan')
+    below = np.searchsorted(neg, pos, side='left')
+    tied = np.searchsorted(neg, pos, side='right') - below
+    return float((below + 0.5 * tied).sum() / (pos.size * neg.size))
+
+
+def selection_skill(pi_flow: np.ndarray, rgb_correct: np.ndarray,
+                    flow_correct: np.ndarray) -> dict:
+    """How well ``pi`` picks the right modality where it matters.
+
+    On the disagreement queries (exactly one modality right) a selector
+    that always picks flow is right on the *base rate*
+    ``P(flow right | exactly one right)`` of them; the statistics below
+    separate skill from that rate.
+
+    Args:
+        pi_flow: ``(Q,)`` ``pi_flow`` of ``Q`` queries (``pi_rgb = 1 -
+            pi_flow``); ASI picks flow where ``pi_flow > 1/2``.
+        rgb_correct, flow_correct: ``(Q,)`` 0/1 whether each modality's
+            arg-max is right.
+
+    Returns:
+        dict (all in %): ``disagreement`` (share of queries),
+        ``base_rate_flow`` / ``base_rate_rgb``, ``oracle_agreement`` (picks
+        the right one), ``balanced_accuracy`` (mean of the hit rates on
+        flow-right and rgb-right queries; 50 for a constant choice) and
+        ``auroc_flow`` (AUROC of ``pi_flow`` for "flow is right"; 50 = no
+        skill); only ``disagreement`` when there is no such query.  A
+        statistic undefined on these queries (one modality never the right
+        one) is NaN.
+    """
+    pi_flow = np.asarray(pi_flow, dtype=np.float64)
+    rgb_ok = np.asarray(rgb_correct, dtype=bool)
+    flow_ok = np.asarray(flow_correct, dtype=bool)
+    one_right = rgb_ok != flow_ok
+    stats = dict(disagreement=100 * float(one_right.mean()))
+    if not one_right.any():
+        return stats
+    flow_right = flow_ok[one_right]
+    picks_flow = pi_flow[one_right] > 0.5
+    hit = picks_flow == flow_right
+    with np.errstate(invalid='ignore'):
+        recalls = [hit[flow_right].mean() if flow_right.any() else np.nan,
+                   hit[~flow_right].mean() if (~flow_right).any()
+                   else np.nan]
+    stats.update(
+        base_rate_flow=100 * float(flow_right.mean()),
+        base_rate_rgb=100 * float(1 - flow_right.mean()),
+        oracle_agreement=100 * float(hit.mean()),
+        balanced_accuracy=100 * float(np.mean(recalls)),
+        auroc_flow=100 * auroc(pi_flow[one_right], flow_right))
+    return stats
+
+
 def _asi_statistics(results: List[dict]) -> dict:
     pi = np.concatenate([r['reliability'] for r in results])
     rgb_ok = np.concatenate([r['rgb_correct'] for r in results])
@@ -147,10 +216,8 @@ def _asi_statistics(results: List[dict]) -> dict:
     picks_flow = pi.argmax(1) == 1
     stats = dict(asi_choice_rgb=100 * float(np.mean(~picks_flow)),
                  asi_choice_flow=100 * float(np.mean(picks_flow)))
-    one_right = rgb_ok != flow_ok
-    if one_right.any():
-        agree = picks_flow[one_right] == flow_ok[one_right]
-        stats['asi_oracle_agreement'] = 100 * float(agree.mean())
+    skill = selection_skill(pi[:, 1], rgb_ok, flow_ok)
+    stats.update({f'asi_{k}': v for k, v in skill.items()})
     return stats
 
 
