@@ -1,3 +1,8 @@
 from .cached_episode_loops import CachedEpisodeTestLoop, CachedEpisodeValLoop
+from .hooks import (InitUntrainedModelHook, NonFiniteLossError,
+                    NonFiniteLossHook)
 
-__all__ = ['CachedEpisodeValLoop', 'CachedEpisodeTestLoop']
+__all__ = [
+    'CachedEpisodeValLoop', 'CachedEpisodeTestLoop', 'InitUntrainedModelHook',
+    'NonFiniteLossError', 'NonFiniteLossHook'
+]

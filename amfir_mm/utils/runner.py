@@ -3,11 +3,20 @@ from mmaction.registry import RUNNERS
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..engine.hooks import InitUntrainedModelHook
+
 
 def build_runner(cfg: Config) -> Runner:
     """``Runner.from_cfg(cfg)``, or, where the config sets ``runner_type``
     (e.g. ``'ChannelsLastRunner'``), that runner from MMAction2's registry
-    (MMAction2's tools' convention)."""
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    (MMAction2's tools' convention).
+
+    The runner gets :class:`~amfir_mm.engine.hooks.InitUntrainedModelHook`:
+    a test or validation without a checkpoint (``tools/test.py CONFIG
+    none``) evaluates the initialised model (e.g. the ImageNet backbone),
+    not the constructors' random weights.
+    """
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
+        Runner.from_cfg(cfg)
+    runner.register_hook(InitUntrainedModelHook())
+    return runner

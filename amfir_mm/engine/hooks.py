@@ -1,0 +1,139 @@
+"""Training-safety hooks: weights of an untrained model, non-finite losses.
+
+* :class:`InitUntrainedModelHook` initialises the model (``init_weights``:
+  pretrained backbones load their weights) before a test or validation that
+  loads no checkpoint.  MMEngine's ``Runner.train()`` initialises the model,
+  but ``Runner.test()`` / ``Runner.val()`` only load ``load_from``: without
+  one they would evaluate the random weights of the constructors (e.g. a
+  "frozen ImageNet backbone" that is not ImageNet at all).
+  :func:`amfir_mm.utils.build_runner` registers it on every runner it
+  builds.
+* :class:`NonFiniteLossHook` stops training at the first iteration whose
+  loss is NaN or infinite, before the backward pass and the optimiser step,
+  so the weights (in memory and in the checkpoints) stay the last finite
+  ones.  ``configs/_base_/default_runtime.py`` registers it in
+  ``custom_hooks``.
+"""
+import math
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from mmaction.registry import HOOKS
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite."""
+
+
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+@HOOKS.register_module()
+class InitUntrainedModelHook(Hook):
+    """Initialise the model before a test / validation that loaded nothing.
+
+    Acts in ``before_test`` / ``before_val`` (after ``Runner.test()`` /
+    ``Runner.val()`` tried ``load_from``) when no checkpoint was loaded and
+    the model was never initialised (``BaseModule.is_init``: a model that
+    was trained in this runner is left alone).  Initialisation is
+    MMEngine's own (``Runner._init_model_weights``: ``init_weights`` of the
+    unwrapped model, parameters broadcast from rank 0).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def _init_if_untrained(self, runner) -> None:
+        model = _unwrap(runner.model)
+        # Runner keeps "a checkpoint was loaded or resumed" in _has_loaded
+        if getattr(runner, '_has_loaded', False) or getattr(
+                model, 'is_init', True) or not hasattr(model, 'init_weights'):
+            return
+        runner.logger.info(
+            'no checkpoint loaded: initialising the model (init_weights; '
+            'pretrained backbones load their weights)')
+        runner._init_model_weights()
+
+    def before_test(self, runner) -> None:
+        self._init_if_untrained(runner)
+
+    def before_val(self, runner) -> None:
+        self._init_if_untrained(runner)
+
+
+def non_finite_terms(losses: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """The loss terms (keys containing ``'loss'``, as MMEngine's
+    ``BaseModel.parse_losses`` sums them) that are not finite, as
+    ``{name: value}`` (a tensor term is non-finite if any element is)."""
+    bad = {}
+    for name, value in losses.items():
+        if 'loss' not in name:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            v = torch.as_tensor(v).detach()
+            if not torch.isfinite(v).all():
+                finite = torch.isfinite(v)
+                bad[name] = float(v[~finite].flatten()[0])
+                break
+    return bad
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stop training when a loss term is NaN or infinite.
+
+    From ``before_train`` to ``after_train`` the model's ``parse_losses``
+    (called by ``BaseModel.train_step`` and MMEngine's DDP wrapper between
+    the forward pass and ``optim_wrapper.update_params``) is wrapped: if the
+    summed loss is not finite, :class:`NonFiniteLossError` is raised,
+    naming the iteration (1-based, as the training log counts it) and every
+    non-finite loss term.  Nothing has been back-propagated or stepped for
+    that iteration, so the model keeps the weights of the previous
+    iteration and no non-finite checkpoint is written.
+
+    Register it in ``custom_hooks`` (``default_runtime.py`` does); switch
+    it off with ``custom_hooks = []`` or ``dict(type='NonFiniteLossHook',
+    enabled=False)``.
+
+    Args:
+        enabled (bool): check the loss; ``False`` makes the hook a no-op.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._model = None
+
+    def before_train(self, runner) -> None:
+        if not self.enabled:
+            return
+        model = _unwrap(runner.model)
+        original: Callable = model.parse_losses
+        max_iters: Optional[int] = getattr(runner, 'max_iters', None)
+
+        def parse_losses(losses: Dict[str, torch.Tensor]
+                         ) -> Tuple[torch.Tensor, dict]:
+            total, log_vars = original(losses)
+            if not math.isfinite(float(total.detach())):
+                bad = non_finite_terms(losses) or dict(loss=float(total))
+                terms = ', '.join(f'{k} = {v}' for k, v in bad.items())
+                of = f' of {max_iters}' if max_iters else ''
+                raise NonFiniteLossError(
+                    f'non-finite loss at iteration {runner.iter + 1}{of}: '
+                    f'{terms}; training stopped before the backward pass '
+                    f'(the weights are those after iteration {runner.iter}'
+                    '). Switch this check off with custom_hooks=[] (see '
+                    'amfir_mm.engine.hooks.NonFiniteLossHook)')
+            return total, log_vars
+
+        model.parse_losses = parse_losses  # instance attribute: a wrapper
+        self._model = model
+
+    def after_train(self, runner) -> None:
+        if self._model is not None:
+            del self._model.parse_losses  # the class's method again
+            self._model = None
