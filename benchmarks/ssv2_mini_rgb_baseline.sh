@@ -26,7 +26,8 @@ res = {k: json.load(open(f'{w}/{k}/test_metrics.json'))['metrics']
 out = dict(
     command='bash benchmarks/ssv2_mini_rgb_baseline.sh',
     date=time.strftime('%Y-%m-%d %H:%M'), commit=commit,
-    machine=f'{platform.machine()}, {os.cpu_count()} CPUs, CPU only', wall_s=round(time.time() - start),
+    machine=f'{platform.machine()}, {os.cpu_count()} CPUs, CPU only',
+    wall_s=round(time.time() - start),
     setting='5-way 1-shot, 8 frames, 112 px, EfficientNet-Lite0 ImageNet '
     '+ cosine prototype head; 200 episodes of meta-training on train/, '
     '1000 fixed-seed episodes on val/', chance=20.0,
