@@ -1,5 +1,7 @@
 """The cached-embedding meta-test predicts exactly what the per-episode
 path predicts, and reports the same metric."""
+import copy
+import logging
 import pickle
 
 import pytest
@@ -8,6 +10,8 @@ from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from amfir_mm.engine.cached_episode_loops import weights_hash
+from amfir_mm.utils.io import RefuseOverwriteError
 from test_episodic_dataset import PIPELINE
 
 MODEL = dict(
@@ -104,21 +108,110 @@ def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
     assert slow_metrics == pytest.approx(fast_metrics)
 
 
-def test_embeddings_file_is_reused(frame_tree, tmp_path):
+class LogRecorder(logging.Handler):
+    """Collects the messages logged to a runner's logger."""
+
+    def __init__(self, logger):
+        super().__init__()
+        self.messages = []
+        logger.addHandler(self)
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def count_embed_calls(model):
+    """Wrap ``model.embed_videos`` to count its calls (``calls[0]``)."""
+    calls, original = [0], model.embed_videos
+
+    def counted(batch):
+        calls[0] += 1
+        return original(batch)
+
+    model.embed_videos = counted
+    return calls
+
+
+def test_embeddings_file_keyed_on_weights_and_pipeline(frame_tree, tmp_path):
     emb = tmp_path / 'emb.pth'
     runner, _ = run_test(frame_tree, tmp_path / 'a', 'CachedEpisodeTestLoop',
-                         tmp_path / 'a.pkl')
-    runner.test_loop  # build
-    runner._test_loop.embeddings_file = str(emb)
+                         tmp_path / 'a.pkl', embeddings_file=str(emb))
+    calls, log = count_embed_calls(runner.model), LogRecorder(runner.logger)
     first = runner.test()
     saved = torch.load(emb, weights_only=True)
     assert saved['features'].shape[:2] == (24, 3)  # 24 videos, 3 frames
-    # a second run reads the file: poison the model to prove it is unused
-    saved['features'] = saved['features'] * 1.0
-    with torch.no_grad():
-        for p in runner.model.backbone.parameters():
-            p.zero_()
+    assert saved['model_hash'] == weights_hash(runner.model)
+    assert calls[0] > 0 and not list(tmp_path.glob('*.partial'))
+
+    # same weights and pipeline: loaded, the backbone does not run
+    calls[0] = 0
     assert runner.test() == pytest.approx(first)
+    assert calls[0] == 0
+    assert any('loaded 24 video embeddings' in m for m in log.messages)
+
+    # one weight changed: recomputed and saved, other features
+    with torch.no_grad():
+        runner.model.backbone.conv1.conv.weight[0, 0, 0, 0] += 1.0
+    runner.test()
+    assert calls[0] > 0
+    assert any('recomputing: weights changed' in m for m in log.messages)
+    again = torch.load(emb, weights_only=True)
+    assert again['model_hash'] == weights_hash(runner.model) \
+        != saved['model_hash']
+    assert again['pipeline_hash'] == saved['pipeline_hash']
+    assert not torch.allclose(again['features'], saved['features'])
+
+    # the same weights through another pipeline: recomputed
+    pipeline = PIPELINE[:2] + [
+        dict(type='Resize', scale=(24, 24), keep_ratio=False)
+    ] + PIPELINE[2:]
+    other, _ = run_test(frame_tree, tmp_path / 'b', 'CachedEpisodeTestLoop',
+                        tmp_path / 'b.pkl', pipeline=pipeline,
+                        embeddings_file=str(emb))
+    other.model.load_state_dict(runner.model.state_dict())
+    other_calls, other_log = (count_embed_calls(other.model),
+                              LogRecorder(other.logger))
+    other.test()
+    assert other_calls[0] > 0
+    assert any('recomputing: pipeline changed' in m
+               for m in other_log.messages)
+    last = torch.load(emb, weights_only=True)
+    assert last['model_hash'] == again['model_hash']
+    assert last['pipeline_hash'] != again['pipeline_hash']
+
+
+@pytest.mark.parametrize('content', ['checkpoint', 'text'])
+def test_embeddings_file_not_ours_is_refused(frame_tree, tmp_path, content):
+    emb = tmp_path / 'model.pth'
+    if content == 'checkpoint':
+        torch.save(dict(state_dict=dict(w=torch.ones(2))), emb)
+    else:
+        emb.write_text('my notes\n')
+    before = emb.read_bytes()
+    runner, _ = run_test(frame_tree, tmp_path / 'a', 'CachedEpisodeTestLoop',
+                         tmp_path / 'a.pkl', embeddings_file=str(emb))
+    with pytest.raises(RefuseOverwriteError,
+                       match=r'model\.pth exists but was not written by '
+                       'CachedEpisodeTestLoop'):
+        runner.test()
+    assert emb.read_bytes() == before
+
+
+def test_weights_hash_sees_every_tensor():
+    """Equal for equal values; any one element of a parameter, a buffer or
+    a non-persistent buffer (not in ``state_dict``) changes it."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2),
+                                torch.nn.BatchNorm1d(2))
+    model.register_buffer('mean', torch.zeros(3), persistent=False)
+    base = weights_hash(model)
+    clone = copy.deepcopy(model)
+    assert weights_hash(clone) == base
+    for tensor in (clone[0].weight, clone[1].running_var, clone.mean):
+        with torch.no_grad():
+            tensor.view(-1)[-1] += 1e-3
+        assert weights_hash(clone) != base
+        with torch.no_grad():
+            tensor.view(-1)[-1] -= 1e-3
 
 
 class IterRecorder(Hook):

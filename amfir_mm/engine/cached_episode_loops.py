@@ -22,10 +22,22 @@ The model provides three methods (both recognisers of amfir-mm do):
 - ``predict_episodes(cache, data_samples, video_index=...) ->
   list[ActionDataSample]``: predictions of ``E`` episodes given by their
   ``(E, V)`` video indices in episode input order.
+
+``embeddings_file`` keeps the features across runs, keyed on what made
+them: the video list, a SHA-256 of the model's weights
+(:func:`weights_hash`) and of the video dataset's config (pipeline, data
+root, frame template) plus ``fp16``.  A file whose keys differ is recomputed
+and overwritten, with a log line naming what changed; a file this loop did
+not write is refused, never overwritten.
 """
+import copy
+import hashlib
+import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Union
+import re
+import tempfile
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmaction.registry import LOOPS
@@ -36,7 +48,29 @@ from mmengine.runner import TestLoop, ValLoop
 from mmengine.runner.amp import autocast
 from torch.utils.data import DataLoader
 
+from ..utils.io import RefuseOverwriteError
+
 Features = Union[torch.Tensor, Dict[str, torch.Tensor]]
+EMBEDDINGS_FORMAT = 'amfir_mm.CachedEpisodeLoop.embeddings/v2'
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """SHA-256 (hex) of every parameter and buffer of ``model``.
+
+    Hashes, in sorted key order, each tensor's name, dtype, shape and raw
+    bytes; buffers include non-persistent ones (e.g. the data
+    preprocessor's mean and std), which ``state_dict()`` leaves out.
+    """
+    tensors = dict(model.named_parameters())
+    tensors.update(model.named_buffers())
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach()
+        digest.update(
+            f'{name}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
+        digest.update(tensor.cpu().contiguous().reshape(-1).view(
+            torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def _video_index(orders: List[List[int]]):
@@ -65,8 +99,10 @@ class CachedEpisodeMixin:
     Args:
         video_batch_size (int): videos per backbone batch when embedding.
         embeddings_file (str, optional): reuse the per-video features saved
-            there (if the file exists and lists the same videos), else save
-            them there after computing.
+            there if the file lists the same videos and was made with the
+            same weights and video pipeline (see the module docstring),
+            else compute them and save them there.  A file there that this
+            loop did not write is an error (never overwritten).
         episode_batch_size (int): episodes per model call on the cached
             features: the iteration hooks run once per such chunk
             (``batch_idx`` = chunk index, ``data_batch =
@@ -77,13 +113,21 @@ class CachedEpisodeMixin:
     """
 
     def _setup(self, video_batch_size: int, embeddings_file: Optional[str],
-               episode_batch_size: int) -> None:
+               episode_batch_size: int, dataloader) -> None:
         if episode_batch_size < 1:
             raise ValueError(f'episode_batch_size must be >= 1, got '
                              f'{episode_batch_size}')
         self.video_batch_size = video_batch_size
         self.embeddings_file = embeddings_file
         self.episode_batch_size = episode_batch_size
+        # the video dataset's config (pipeline, root, ...), which keys the
+        # embeddings file; None when the loop got a built data loader
+        self._video_dataset_cfg = None
+        if isinstance(dataloader, dict) and isinstance(
+                dataloader.get('dataset'), dict):
+            episodes_cfg = dataloader['dataset']
+            self._video_dataset_cfg = copy.deepcopy(
+                episodes_cfg.get('dataset', episodes_cfg))
 
     @property
     def _model(self):
@@ -94,23 +138,75 @@ class CachedEpisodeMixin:
         return [self.dataloader.dataset.video_key(i)
                 for i in range(len(videos))]
 
+    def pipeline_hash(self) -> str:
+        """SHA-256 (hex) of how videos become model inputs: the video
+        dataset's config (pipeline, data root, frame template; or, for a
+        loop given a built data loader, its pipeline's repr) and ``fp16``.
+        """
+        described = self._video_dataset_cfg
+        if described is None:
+            videos = self.dataloader.dataset.dataset
+            described = dict(
+                pipeline=re.sub(r' at 0x[0-9a-fA-F]+', '',
+                                repr(videos.pipeline)),
+                data_prefix=getattr(videos, 'data_prefix', None),
+                filename_tmpl=getattr(videos, 'filename_tmpl', None))
+        text = json.dumps(dict(dataset=described, fp16=bool(self.fp16)),
+                          sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _load_embeddings(self, keys: Dict[str, object]
+                         ) -> Tuple[Optional[Features], str]:
+        """The features saved in ``embeddings_file`` if its ``keys``
+        (``video_keys``, ``model_hash``, ``pipeline_hash``) all match, else
+        None, and a log line saying why."""
+        path = self.embeddings_file
+        try:
+            saved = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as err:  # not a torch file, or foreign objects
+            first_line = (str(err).splitlines() or [''])[0]
+            saved, reason = None, f'{type(err).__name__}: {first_line}'
+        else:
+            reason = 'it does not hold video_keys and features'
+        if not isinstance(saved, dict) or not {'video_keys', 'features'
+                                               } <= set(saved):
+            raise RefuseOverwriteError(
+                f'embeddings_file {path} exists but was not written by '
+                f'{type(self).__name__} ({reason}); refusing to overwrite '
+                'it: set embeddings_file to a new path or remove the file')
+        changed = [
+            name for name, key in (('videos', 'video_keys'),
+                                   ('weights', 'model_hash'),
+                                   ('pipeline', 'pipeline_hash'))
+            if saved.get(key) != keys[key]
+        ]
+        if 'model_hash' not in saved:  # written before the file was keyed
+            return None, (f'{path}: recomputing: the file has no weights/'
+                          'pipeline hash (written by an older version)')
+        if changed:
+            return None, (f'{path}: recomputing: {"/".join(changed)} '
+                          'changed')
+        return saved['features'], (
+            f'loaded {len(keys["video_keys"])} video embeddings from {path} '
+            '(same videos, weights and pipeline)')
+
     @torch.no_grad()
     def embed_all_videos(self) -> Features:
         """Per-frame features of every video, ``(num_videos, T, C)``."""
         episodes = self.dataloader.dataset
         episodes.full_init()
         videos = episodes.dataset
-        keys = self._video_keys(videos)
-        if self.embeddings_file and osp.isfile(self.embeddings_file):
-            saved = torch.load(self.embeddings_file, map_location='cpu',
-                               weights_only=True)
-            if saved['video_keys'] == keys:
-                self.runner.logger.info(
-                    f'loaded {len(keys)} video embeddings from '
-                    f'{self.embeddings_file}')
-                return saved['features']
-            self.runner.logger.warning(
-                f'{self.embeddings_file} lists other videos; recomputing')
+        keys = None
+        if self.embeddings_file:
+            keys = dict(video_keys=self._video_keys(videos),
+                        model_hash=weights_hash(self._model),
+                        pipeline_hash=self.pipeline_hash())
+            if osp.isfile(self.embeddings_file):
+                features, message = self._load_embeddings(keys)
+                if features is not None:
+                    self.runner.logger.info(message)
+                    return features
+                self.runner.logger.warning(message)
         loader = DataLoader(
             videos,
             batch_size=self.video_batch_size,
@@ -137,8 +233,18 @@ class CachedEpisodeMixin:
             per_video = _stack(per_video)
         features = self._broadcast(per_video)
         if self.embeddings_file and rank == 0:
-            torch.save(dict(video_keys=keys, features=features),
-                       self.embeddings_file)
+            # whole or not at all: a half-written file is never left there
+            handle, partial = tempfile.mkstemp(
+                suffix='.partial', prefix=osp.basename(self.embeddings_file),
+                dir=osp.dirname(osp.abspath(self.embeddings_file)))
+            os.close(handle)
+            try:
+                torch.save(dict(format=EMBEDDINGS_FORMAT, features=features,
+                                **keys), partial)
+                os.replace(partial, self.embeddings_file)
+            finally:
+                if osp.exists(partial):
+                    os.remove(partial)
         return features
 
     def _broadcast(self, obj):
@@ -217,7 +323,8 @@ class CachedEpisodeValLoop(CachedEpisodeMixin, ValLoop):
                  embeddings_file: Optional[str] = None,
                  episode_batch_size: int = 64) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup(video_batch_size, embeddings_file, episode_batch_size)
+        self._setup(video_batch_size, embeddings_file, episode_batch_size,
+                    dataloader)
 
 
 @LOOPS.register_module()
@@ -231,4 +338,5 @@ class CachedEpisodeTestLoop(CachedEpisodeMixin, TestLoop):
                  embeddings_file: Optional[str] = None,
                  episode_batch_size: int = 64) -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup(video_batch_size, embeddings_file, episode_batch_size)
+        self._setup(video_batch_size, embeddings_file, episode_batch_size,
+                    dataloader)
