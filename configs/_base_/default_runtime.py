@@ -12,6 +12,10 @@ default_hooks = dict(
                     save_best='auto'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     sync_buffers=dict(type='SyncBuffersHook'))
+# Stop at the first NaN / Inf loss, naming the iteration and the loss terms,
+# before its backward pass (the weights stay finite); `custom_hooks = []`
+# or dict(type='NonFiniteLossHook', enabled=False) switches it off.
+custom_hooks = [dict(type='NonFiniteLossHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
