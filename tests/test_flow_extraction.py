@@ -1,5 +1,6 @@
 """tools/extract_flow.py and amfir_mm.flow.extraction."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from amfir_mm.flow.extraction import (DONE_MARKER, ExtractionOptions,
                                       read_done_marker, run_extraction)
 from amfir_mm.flow.sources import discover_sources, read_source_list
+from amfir_mm.utils.io import NoVideosFoundError
 from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -325,3 +327,52 @@ def read_source_list_for(folder, root):
     list_file = root / 'one.txt'
     list_file.write_text(str(folder.relative_to(root)) + '\n')
     return read_source_list(str(list_file))
+
+
+def test_follows_symlinked_split_and_skips_loops(tmp_path):
+    """A split assembled from a linked class folder and linked video
+    folders is found and extracted; a symlink loop is skipped, not
+    followed for ever."""
+    data = tmp_path / 'data'
+    write_frames(data / 'walk' / 'v1', 3)
+    write_frames(data / 'walk' / 'v2', 3)
+    write_video(data / 'jump' / 'c1.mp4', 4)
+    split = tmp_path / 'split'
+    (split / 'run').mkdir(parents=True)
+    (split / 'jump').symlink_to(data / 'jump', target_is_directory=True)
+    (split / 'run' / 'r1').symlink_to(data / 'walk' / 'v1',
+                                      target_is_directory=True)
+    (split / 'run' / 'r2').symlink_to(data / 'walk' / 'v2',
+                                      target_is_directory=True)
+    (split / 'run' / 'loop').symlink_to(split, target_is_directory=True)
+    sources = discover_sources(str(split))
+    assert [(s.rel_out, s.kind) for s in sources] == [
+        ('jump/c1', 'video'), ('run/r1', 'frames'), ('run/r2', 'frames')
+    ]
+    out = tmp_path / 'out'
+    summary = run_extraction(str(split), str(out), FAST, progress=False)
+    assert summary.count('done') == 3 and not summary.failures
+    assert files(out / 'run' / 'r2', 'x_') == expected_names('x_', 2)
+    assert files(out / 'jump' / 'c1', 'x_') == expected_names('x_', 3)
+
+
+def test_no_videos_is_an_error_on_every_path(tmp_path, capsys):
+    empty = tmp_path / 'empty'
+    (empty / 'classA' / '.clip1.partial').mkdir(parents=True)
+    (empty / 'classA' / 'notes.txt').write_text('no videos here\n')
+    out = tmp_path / 'out'
+    regex = r'no videos or frame folders found in .*empty'
+    with pytest.raises(NoVideosFoundError, match=regex):
+        discover_sources(str(empty))
+    with pytest.raises(NoVideosFoundError, match=regex):
+        run_extraction(str(empty), str(out), FAST, progress=False)
+    with pytest.raises(NoVideosFoundError, match='no videos or frame'):
+        run_extraction('', str(out), FAST, progress=False, sources=[])
+    listing = tmp_path / 'list.txt'
+    listing.write_text('# nothing\n\n')
+    with pytest.raises(NoVideosFoundError, match=r'list\.txt: no videos'):
+        read_source_list(str(listing))
+    assert load_tool().main([str(empty), str(out), '--method', 'dis']) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch('NoVideosFoundError: ' + regex + r' \(.*\)', err)
+    assert not out.exists()

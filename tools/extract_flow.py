@@ -5,7 +5,8 @@
         [--workers N] [--ann-file FILE] [--allow-failures]
 
 SRC: a folder searched recursively for videos (mp4/avi/webm/...) and RGB
-frame folders, a single video, or a list file (one path per line). OUT
+frame folders (following symbolic links; hidden entries skipped), a single
+video, or a list file (one path per line); finding nothing is an error. OUT
 mirrors SRC: one folder per video with ``x_/y_%05d.jpg`` (and
 ``img_%05d.jpg`` with ``--write-rgb``) plus an annotation list. Rerunning
 skips finished videos (an existing OUT/<video>/ folder without the
@@ -19,6 +20,7 @@ import sys
 from amfir_mm.flow.estimators import METHOD_ALIASES
 from amfir_mm.flow.extraction import ExtractionOptions, run_extraction
 from amfir_mm.flow.sources import discover_sources, read_source_list
+from amfir_mm.utils.io import DataError, error_line
 
 
 def parse_args(argv=None):
@@ -124,24 +126,25 @@ def main(argv=None) -> int:
         resize=tuple(args.resize) if args.resize else None,
         short_side=args.short_side,
         jpeg_quality=args.jpeg_quality)
-    if args.src_root:
-        sources = read_source_list(args.src, args.src_root)
-    else:
-        sources = discover_sources(args.src, exclude=args.out)
-    if not sources:
-        print(f'no videos or frame folders found in {args.src}')
+    try:  # no sources, a missing SRC, a bad list file: one line
+        if args.src_root:
+            sources = read_source_list(args.src, args.src_root)
+        else:
+            sources = discover_sources(args.src, exclude=args.out)
+        summary = run_extraction(
+            args.src,
+            args.out,
+            estimator_config(args),
+            options,
+            workers=args.workers,
+            ann_file=args.ann_file,
+            labels=not args.no_labels,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            sources=sources)
+    except (FileNotFoundError, DataError) as err:
+        print(error_line(err), file=sys.stderr)
         return 1
-    summary = run_extraction(
-        args.src,
-        args.out,
-        estimator_config(args),
-        options,
-        workers=args.workers,
-        ann_file=args.ann_file,
-        labels=not args.no_labels,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        sources=sources)
     print(summary.report())
     return 1 if summary.failures and not args.allow_failures else 0
 

@@ -12,6 +12,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
 from amfir_mm.utils import build_runner, close_distributed
+from amfir_mm.utils.io import DataError, error_line
 
 
 def parse_args(argv=None):
@@ -91,5 +92,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except FileNotFoundError as err:  # missing data: say what, no traceback
-        sys.exit(f'{type(err).__name__}: {err}')
+    except (FileNotFoundError, DataError) as err:  # bad data: one line
+        sys.exit(error_line(err))

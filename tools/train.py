@@ -20,6 +20,7 @@ from mmengine.device import (get_device, is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
 
 from amfir_mm.utils import build_runner, close_distributed
+from amfir_mm.utils.io import DataError, error_line
 
 
 def parse_args(argv=None):
@@ -137,7 +138,7 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except FileNotFoundError as err:  # missing data: say what, no traceback
-        sys.exit(f'{type(err).__name__}: {err}')
+    except (FileNotFoundError, DataError) as err:  # bad data: one line
+        sys.exit(error_line(err))
     except UnsupportedOptionError as err:
         sys.exit(f'error: {err}')

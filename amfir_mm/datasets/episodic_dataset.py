@@ -11,9 +11,16 @@ from mmaction.structures import ActionDataSample
 from mmengine.dataset import BaseDataset
 from mmengine.logging import MMLogger
 
+from ..utils.io import DataError
 
-class EpisodeError(ValueError):
+
+class EpisodeError(DataError, ValueError):
     """The data cannot supply the requested episodes."""
+
+
+class VideoLoadError(DataError, RuntimeError):
+    """A video of an episode cannot be loaded because of its data (missing
+    or unreadable frame); names the video's split line and the file."""
 
 
 @DATASETS.register_module()
@@ -229,9 +236,12 @@ class EpisodicDataset:
         try:
             data = self.dataset.prepare_data(idx)
         except Exception as err:
-            raise RuntimeError(
-                f'failed to load video {self._source(idx)}: '
-                f'{type(err).__name__}: {err}') from err
+            # bad data (a DataError or OSError naming the file) stays a
+            # DataError, which the tools print as one line
+            kind = VideoLoadError if isinstance(
+                err, (DataError, OSError)) else RuntimeError
+            raise kind(f'failed to load video {self._source(idx)}: '
+                       f'{type(err).__name__}: {err}') from err
         if data is None:
             raise RuntimeError(
                 f'the pipeline filtered out video {self._source(idx)}')

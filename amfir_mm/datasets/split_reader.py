@@ -11,8 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from ..utils.io import DataError, NoVideosFoundError, list_folder
 
-class SplitFormatError(ValueError):
+
+class SplitFormatError(DataError, ValueError):
     """A split / annotation file is malformed (names the file and line)."""
 
 
@@ -71,24 +73,39 @@ def read_split_file(path: str) -> List[SplitEntry]:
 def scan_class_folders(root: str) -> List[SplitEntry]:
     """List ``<root>/<class>/<video_id>/`` folders as split entries.
 
+    Symbolic links to class or video folders are followed (a split is often
+    assembled from links); hidden entries (``.DS_Store``, the flow
+    extractor's ``.<video>.partial`` folders) are skipped.
+
     Raises:
-        FileNotFoundError: ``root`` is not a folder or holds no class folder.
+        FileNotFoundError: ``root`` is not a folder, a class or video entry
+            is a broken symbolic link, or no video folder is found
+            (:class:`NoVideosFoundError`).
     """
     if not osp.isdir(root):
         raise FileNotFoundError(f'data not found at {root}: the data root '
                                 'is missing')
     entries = []
-    for class_name in sorted(os.listdir(root)):
+    class_names, others = list_folder(root)
+    _check_links(root, others)
+    for class_name in class_names:
         class_dir = osp.join(root, class_name)
-        if not osp.isdir(class_dir):
-            continue
-        for video_id in sorted(os.listdir(class_dir)):
-            if osp.isdir(osp.join(class_dir, video_id)):
-                entries.append(SplitEntry(class_name, video_id))
+        videos, others = list_folder(class_dir)
+        _check_links(class_dir, others)
+        entries.extend(SplitEntry(class_name, video_id) for video_id in videos)
     if not entries:
-        raise FileNotFoundError(
+        raise NoVideosFoundError(
             f'no <class>/<video>/ folders found under {root}')
     return entries
+
+
+def _check_links(folder: str, names: List[str]) -> None:
+    """Raise for a broken symbolic link among ``folder``'s ``names``."""
+    for name in names:
+        path = osp.join(folder, name)
+        if osp.islink(path) and not osp.exists(path):
+            raise FileNotFoundError(f'{path} is a broken symbolic link (to '
+                                    f'{os.readlink(path)})')
 
 
 def template_regex(filename_tmpl: str) -> 're.Pattern':

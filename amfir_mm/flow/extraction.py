@@ -30,6 +30,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..utils.io import NoVideosFoundError
 from .annotations import write_annotations
 from .estimators import BaseFlowEstimator, FlowEstimatorCfg, \
     build_flow_estimator
@@ -364,6 +365,11 @@ def run_extraction(
 
     Returns:
         ExtractionSummary: Per-video results (failures included).
+
+    Raises:
+        FileNotFoundError: no video or frame folder to extract
+            (:class:`~amfir_mm.utils.io.NoVideosFoundError`), or ``src``
+            does not exist.
     """
     from mmengine.utils import ProgressBar
     start = time.monotonic()
@@ -373,6 +379,9 @@ def run_extraction(
         raise ValueError(f'OUT ({out}) must not be SRC ({src}) or contain it')
     if sources is None:
         sources = discover_sources(src, exclude=out)
+    if not sources:
+        raise NoVideosFoundError(
+            f'no videos or frame folders found in {src or "the source list"}')
     os.makedirs(out, exist_ok=True)
     # Finished videos are skipped here, so a resumed run only starts
     # workers for what is left.

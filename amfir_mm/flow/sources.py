@@ -3,7 +3,9 @@
 A *source* is either a video file (decoded with decord, falling back to
 PyAV) or a folder of RGB frames (``img_%05d.jpg`` if present, else every
 JPEG/PNG in natural sort order, e.g. ``00000001.jpg``). Frames come out as
-``(H, W, 3)`` uint8 RGB arrays, one at a time.
+``(H, W, 3)`` uint8 RGB arrays, one at a time. Folders are scanned with
+:func:`amfir_mm.utils.io.walk_folders` (hidden entries skipped, symbolic
+links to folders followed, loops skipped).
 """
 import os
 import os.path as osp
@@ -11,8 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import cv2
 import numpy as np
+
+from ..utils.io import (DataError, NoVideosFoundError, list_folder,
+                        read_image, walk_folders)
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.webm', '.mkv', '.mov', '.m4v', '.mpg',
                     '.mpeg', '.wmv', '.flv')
@@ -20,7 +24,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 _RAWFRAME_RGB = re.compile(r'^img_\d+\.jpg$')
 
 
-class FrameReadError(RuntimeError):
+class FrameReadError(DataError, RuntimeError):
     """A video or frame folder cannot be read (message names the file)."""
 
 
@@ -56,11 +60,10 @@ def list_frame_files(folder: str) -> List[str]:
 
     ``img_*.jpg`` files if there are any (so a rawframe folder's ``x_``/``y_``
     flow images are ignored), else all JPEG/PNG files, in natural order.
+    Hidden files are skipped; a broken symbolic link is listed (and fails
+    when read).
     """
-    names = [
-        n for n in os.listdir(folder)
-        if osp.isfile(osp.join(folder, n)) and not n.startswith('.')
-    ]
+    _, names = list_folder(folder)
     rawframes = [n for n in names if _RAWFRAME_RGB.match(n)]
     if rawframes:
         names = rawframes
@@ -100,7 +103,12 @@ def discover_sources(src: str,
 
     Returns:
         list[FlowSource]: Sorted by ``rel_out``. A frame folder at ``src``
-        itself is named after ``src``.
+        itself is named after ``src``. Symbolic links to folders are
+        followed (a link loop is skipped with a warning).
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist, or holds no video or
+            frame folder (:class:`NoVideosFoundError`).
     """
     if osp.isfile(src):
         if _is_video(src):
@@ -110,22 +118,21 @@ def discover_sources(src: str,
     if not osp.isdir(src):
         raise FileNotFoundError(f'source not found: {src}')
     src = osp.abspath(src)
-    exclude = osp.abspath(exclude) if exclude else None
     sources = []
-    for folder, dirs, files in os.walk(src):
-        dirs[:] = sorted(
-            d for d in dirs
-            if not d.startswith('.') and osp.join(folder, d) != exclude)
+    for folder, _, files in walk_folders(src, exclude):
         rel = osp.relpath(folder, src)
         rel = osp.basename(src) if rel == '.' else rel.replace(os.sep, '/')
         if list_frame_files(folder):
             sources.append(FlowSource(folder, rel, 'frames'))
-        videos = sorted(
-            f for f in files if _is_video(f) and not f.startswith('.'))
+        videos = [f for f in files if _is_video(f)]
         prefix = '' if folder == src else rel + '/'
         for name, out_name in _video_out_names(videos).items():
             sources.append(
                 FlowSource(osp.join(folder, name), prefix + out_name, 'video'))
+    if not sources:
+        raise NoVideosFoundError(
+            f'no videos or frame folders found in {src} (searched '
+            'recursively; hidden entries are skipped)')
     return sorted(sources, key=lambda s: s.rel_out)
 
 
@@ -139,6 +146,9 @@ def read_source_list(list_file: str,
     output mirrors the path relative to ``root``, without a video
     extension. Blank lines and ``#`` comments are skipped. Missing entries
     are kept (``kind='missing'``) so that they are reported, not dropped.
+
+    Raises:
+        NoVideosFoundError: the list names no video.
     """
     root = osp.abspath(root or osp.dirname(osp.abspath(list_file)))
     sources = []
@@ -164,6 +174,8 @@ def read_source_list(list_file: str,
                     rel = osp.splitext(rel)[0]
             sources.append(
                 FlowSource(path, rel.replace(os.sep, '/'), kind, label))
+    if not sources:
+        raise NoVideosFoundError(f'{list_file}: no videos listed')
     return sources
 
 
@@ -190,10 +202,10 @@ def _folder_frames(folder: str) -> Iterator[np.ndarray]:
         raise FrameReadError(f'{folder}: no JPEG/PNG frames')
     for name in names:
         path = osp.join(folder, name)
-        frame = cv2.imread(path, cv2.IMREAD_COLOR)
-        if frame is None:
-            raise FrameReadError(f'{path}: cannot decode image')
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        try:
+            yield read_image(path, channel_order='rgb')
+        except OSError as err:  # missing file, UnreadableFrameError
+            raise FrameReadError(str(err)) from err
 
 
 def _guarded(path: str, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

@@ -60,11 +60,12 @@ import os.path as osp
 from typing import Optional
 
 import numpy as np
-from mmaction.datasets.transforms import FormatShape, RawFrameDecode
+from mmaction.datasets.transforms import FormatShape
 from mmaction.registry import TRANSFORMS
 from mmcv.transforms import BaseTransform
 
 from ...flow import build_flow_estimator, quantize_flow
+from .decode import CheckedRawFrameDecode
 
 __all__ = [
     'PairedRawFrameDecode', 'FlowPairIndices', 'ComputeFlow', 'StackRGBFlow',
@@ -117,7 +118,9 @@ class PairedRawFrameDecode(BaseTransform):
         rgb_prefix (str, optional): Root of the RGB frames (the dataset's
             ``data_prefix['img']``).
         flow_tmpl (str): Flow file names, ``'{}_{:05d}.jpg'`` -> x_00001.jpg.
-        **kwargs: Passed to MMAction2's ``RawFrameDecode`` (used for both).
+        **kwargs: Passed to MMAction2's ``RawFrameDecode`` (used for both,
+            as :class:`CheckedRawFrameDecode`: an undecodable frame file is
+            an ``UnreadableFrameError`` naming it).
     """
 
     def __init__(self,
@@ -128,7 +131,7 @@ class PairedRawFrameDecode(BaseTransform):
         self.flow_prefix = flow_prefix
         self.rgb_prefix = rgb_prefix
         self.flow_tmpl = flow_tmpl
-        self.decoder = RawFrameDecode(**kwargs)
+        self.decoder = CheckedRawFrameDecode(**kwargs)
 
     def flow_dir(self, results: dict) -> str:
         """The folder holding the flow frames of this sample."""
@@ -149,7 +152,7 @@ class PairedRawFrameDecode(BaseTransform):
         return osp.join(self.flow_prefix, frame_dir)
 
     def _decode(self, folder: str, tmpl: str, inds, modality: str,
-                results: dict, channels: int) -> list:
+                results: dict) -> list:
         sub = dict(
             frame_dir=folder,
             filename_tmpl=tmpl,
@@ -161,14 +164,6 @@ class PairedRawFrameDecode(BaseTransform):
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f'{modality} frame missing in {folder}: {err}') from err
-        except (AttributeError, TypeError, ValueError) as err:
-            raise ValueError(f'unreadable {modality} frame in {folder} '
-                             f'(indices {list(inds)}): {err}') from err
-        for index, frame in zip(inds, frames):
-            if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 \
-                    or frame.ndim != 3 or frame.shape[2] != channels:
-                raise ValueError(f'unreadable {modality} frame {index} in '
-                                 f'{folder} (template {tmpl!r})')
         return frames
 
     def transform(self, results: dict) -> dict:
@@ -179,9 +174,9 @@ class PairedRawFrameDecode(BaseTransform):
         flow_inds = paired_flow_indices(frame_inds, start_index, num_flows)
         flow_dir = self.flow_dir(results)
         imgs = self._decode(results['frame_dir'], results['filename_tmpl'],
-                            frame_inds, 'RGB', results, 3)
+                            frame_inds, 'RGB', results)
         flow = self._decode(flow_dir, self.flow_tmpl, flow_inds, 'Flow',
-                            results, 2)
+                            results)
         if imgs[0].shape[:2] != flow[0].shape[:2]:
             raise ValueError(
                 f'RGB frames of {results["frame_dir"]} are '
