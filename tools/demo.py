@@ -9,11 +9,13 @@ unseen shape/motion pairs) and the model trains from scratch.
 import argparse
 import json
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from amfir_mm.datasets.synthetic_shapes import make_shapes_dataset
+from amfir_mm.utils.io import RefuseOverwriteError, error_line
 
 DEFAULT_CONFIG = 'configs/demo/shapes_amfir_r18_5way1shot.py'
 
@@ -29,7 +31,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     print(f'[demo] rendering the moving-shapes dataset into {args.data}')
-    make_shapes_dataset(args.data)
+    try:  # a --data folder that is not ours is refused, never deleted
+        make_shapes_dataset(args.data)
+    except RefuseOverwriteError as err:
+        sys.exit(error_line(err))
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

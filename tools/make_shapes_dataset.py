@@ -1,10 +1,15 @@
 """Generate the moving-shapes few-shot dataset (no download needed).
 
     python tools/make_shapes_dataset.py data/shapes [--videos-per-class 12]
+
+ROOT must be new, an empty folder or a shapes dataset made by this tool
+(reused, or replaced with ``--overwrite``); anything else is refused.
 """
 import argparse
+import sys
 
 from amfir_mm.datasets.synthetic_shapes import make_shapes_dataset
+from amfir_mm.utils.io import RefuseOverwriteError, error_line
 
 
 def main():
@@ -14,10 +19,15 @@ def main():
     parser.add_argument('--frames', type=int, default=8)
     parser.add_argument('--size', type=int, default=64, help='frame side, px')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--overwrite', action='store_true')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace a shapes dataset made by this tool')
     args = parser.parse_args()
-    out = make_shapes_dataset(args.root, args.videos_per_class, args.frames,
-                              args.size, args.seed, args.overwrite)
+    try:
+        out = make_shapes_dataset(args.root, args.videos_per_class,
+                                  args.frames, args.size, args.seed,
+                                  args.overwrite)
+    except RefuseOverwriteError as err:
+        sys.exit(error_line(err))
     for key, path in out.items():
         print(f'{key}: {path}')
 

@@ -7,15 +7,20 @@ background vary per video.  Videos are written as MMAction2 rawframes
 (``<root>/rawframes/<class>/<video>/img_00001.jpg``) with split lists in the
 few-shot format (``<root>/splits/{train,val,test}.txt``, lines
 ``<class>/<video>``), so the demo runs through the same readers as real
-data.  Nothing is downloaded.
+data.  Nothing is downloaded, and nothing the generator did not make is
+deleted (see :func:`make_shapes_dataset`).
 """
+import json
 import os
 import os.path as osp
 import shutil
-from typing import Dict, List, Tuple
+import tempfile
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+
+from ..utils.io import RefuseOverwriteError
 
 SHAPES = ('circle', 'square', 'triangle', 'cross')
 MOTIONS = ('left', 'right', 'up', 'down', 'grow', 'orbit')
@@ -99,26 +104,25 @@ def render_video(shape: str, motion: str, rng: np.random.Generator,
     return np.stack(frames)
 
 
-def make_shapes_dataset(root: str, videos_per_class: int = 12,
-                        num_frames: int = 8, size: int = 64, seed: int = 0,
-                        overwrite: bool = False) -> Dict[str, str]:
-    """Write the dataset under ``root`` (skipped if already complete).
+COMPLETE_MARKER = '.complete'  # in a finished dataset: its settings (JSON)
+INCOMPLETE_MARKER = '.shapes_dataset_incomplete'  # in the folder being made
+_DATASET_ENTRIES = {COMPLETE_MARKER, 'rawframes', 'splits'}
 
-    Returns:
-        dict: ``{'train'|'val'|'test': <split file>, 'rawframes': <dir>}``.
-    """
-    frames_dir = osp.join(root, 'rawframes')
-    split_dir = osp.join(root, 'splits')
-    done = osp.join(root, '.complete')
-    out = {k: osp.join(split_dir, f'{k}.txt') for k in ('train', 'val',
-                                                        'test')}
-    out['rawframes'] = frames_dir
-    if osp.exists(done) and not overwrite:
-        return out
-    if osp.exists(root):
-        shutil.rmtree(root)
-    os.makedirs(split_dir)
-    names = class_names()
+
+def _marker_settings(root: str) -> Optional[dict]:
+    """Settings recorded in a finished dataset (None: an older, empty
+    marker)."""
+    try:
+        with open(osp.join(root, COMPLETE_MARKER), encoding='utf-8') as f:
+            return json.load(f)
+    except ValueError:
+        return None
+
+
+def _render(folder: str, names: List[str], videos_per_class: int,
+            num_frames: int, size: int, seed: int) -> None:
+    """Write ``rawframes/`` and ``splits/`` into the (new) ``folder``."""
+    os.makedirs(osp.join(folder, 'splits'))
     for split, classes in default_split(names, seed).items():
         lines = []
         for name in classes:
@@ -126,14 +130,90 @@ def make_shapes_dataset(root: str, videos_per_class: int = 12,
             for v in range(videos_per_class):
                 rng = np.random.default_rng(
                     [seed, names.index(name), v])
-                video_dir = osp.join(frames_dir, name, f'{name}_{v:03d}')
+                video_dir = osp.join(folder, 'rawframes', name,
+                                     f'{name}_{v:03d}')
                 os.makedirs(video_dir)
                 clip = render_video(shape, motion, rng, num_frames, size)
                 for t, frame in enumerate(clip, start=1):
-                    cv2.imwrite(osp.join(video_dir, f'img_{t:05d}.jpg'),
-                                frame)
+                    if not cv2.imwrite(
+                            osp.join(video_dir, f'img_{t:05d}.jpg'), frame):
+                        raise OSError(f'cannot write a frame into '
+                                      f'{video_dir}')
                 lines.append(f'{name}/{name}_{v:03d}')
-        with open(out[split], 'w') as f:
+        with open(osp.join(folder, 'splits', f'{split}.txt'), 'w') as f:
             f.write('\n'.join(lines) + '\n')
-    open(done, 'w').close()
+
+
+def make_shapes_dataset(root: str, videos_per_class: int = 12,
+                        num_frames: int = 8, size: int = 64, seed: int = 0,
+                        overwrite: bool = False) -> Dict[str, str]:
+    """Write the dataset under ``root`` (skipped if already complete).
+
+    Never deletes or overwrites what it did not create. The dataset is
+    rendered into the sibling folder ``<root>.partial`` (marked by a
+    ``.shapes_dataset_incomplete`` file from its start, so an interrupted
+    run's folder is recognised and redone) and renamed to ``root`` when
+    complete; ``root/.complete`` then records the settings.  ``root`` may
+    be absent or an empty folder; a finished shapes dataset there is reused
+    (same settings) or, with ``overwrite``, replaced; anything else is
+    refused.
+
+    Returns:
+        dict: ``{'train'|'val'|'test': <split file>, 'rawframes': <dir>}``.
+
+    Raises:
+        RefuseOverwriteError: ``root`` (or ``<root>.partial``) holds
+            something this function did not make, or a shapes dataset with
+            other settings and ``overwrite`` is False.
+    """
+    root = osp.normpath(root)
+    out = {k: osp.join(root, 'splits', f'{k}.txt')
+           for k in ('train', 'val', 'test')}
+    out['rawframes'] = osp.join(root, 'rawframes')
+    settings = dict(videos_per_class=videos_per_class, num_frames=num_frames,
+                    size=size, seed=seed)
+    ours = osp.isfile(osp.join(root, COMPLETE_MARKER))
+    if ours and not overwrite:
+        made_with = _marker_settings(root)
+        if made_with in (None, settings):
+            return out
+        raise RefuseOverwriteError(
+            f'{root} holds a shapes dataset made with {made_with}, not '
+            f'{settings}: pass overwrite=True (--overwrite) to replace it, '
+            'or choose another folder')
+    if osp.lexists(root):
+        entries = set(os.listdir(root)) if osp.isdir(root) and \
+            not osp.islink(root) else None
+        if entries is None or entries and not (
+                ours and entries <= _DATASET_ENTRIES):
+            raise RefuseOverwriteError(
+                f'{root} exists and is not an empty folder or a shapes '
+                f'dataset made by this tool (no {COMPLETE_MARKER} marker, '
+                'other files in it, or not a plain folder); refusing to '
+                'write there: choose a new or empty folder')
+    partial = root + '.partial'
+    if osp.lexists(partial):
+        if not osp.isfile(osp.join(partial, INCOMPLETE_MARKER)) or \
+                osp.islink(partial):
+            raise RefuseOverwriteError(
+                f'{partial} exists and was not made by this tool (no '
+                f'{INCOMPLETE_MARKER} marker); refusing to delete it')
+        shutil.rmtree(partial)  # an interrupted run's folder
+    os.makedirs(partial)
+    open(osp.join(partial, INCOMPLETE_MARKER), 'w').close()
+    _render(partial, class_names(), videos_per_class, num_frames, size, seed)
+    with open(osp.join(partial, COMPLETE_MARKER), 'w') as f:
+        json.dump(settings, f)
+    os.remove(osp.join(partial, INCOMPLETE_MARKER))
+    if not osp.exists(root):
+        os.rename(partial, root)
+    elif not os.listdir(root):
+        os.rmdir(root)  # an empty folder: nothing is lost
+        os.rename(partial, root)
+    else:  # overwrite our own finished dataset
+        trash = tempfile.mkdtemp(prefix=osp.basename(root) + '.replaced-',
+                                 dir=osp.dirname(osp.abspath(root)))
+        os.rename(root, osp.join(trash, 'old'))
+        os.rename(partial, root)
+        shutil.rmtree(trash)
     return out
