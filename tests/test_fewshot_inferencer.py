@@ -1,0 +1,448 @@
+"""Few-shot inference on a user's own clips (amfir_mm.apis, tools/
+fewshot_infer.py): the scores are the meta-test's, video files of any
+length / size work, missing flow falls back to RGB, every failure names
+its file or class, and the CLI says what the API says."""
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmaction.registry import DATASETS, MODELS, TRANSFORMS
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+
+from amfir_mm.apis import (FewShotInferencer, FrameReadError, SupportError,
+                           inference_pipelines, read_support_dir)
+from amfir_mm.apis.fewshot_inferencer import _test_pipeline
+from amfir_mm.datasets.synthetic_shapes import (make_shapes_dataset,
+                                                render_video)
+from conftest import PROJECT_ROOT, load_script
+
+DEMO = str(PROJECT_ROOT / 'configs/demo/shapes_amfir_r18_5way1shot.py')
+EFFL0 = str(PROJECT_ROOT / 'configs/ssv2mini/amfir_effl0_112_5way1shot.py')
+CONFIGS = sorted(
+    str(p.relative_to(PROJECT_ROOT))
+    for p in (PROJECT_ROOT / 'configs').rglob('*.py') if '_base_' not in
+    p.parts)
+
+
+def write_video(path, frames_bgr, fps=12.0):
+    """Write ``(T, H, W, 3)`` uint8 BGR frames as an mp4 (MPEG-4) or avi
+    (MJPG) with OpenCV."""
+    fourcc = 'MJPG' if str(path).endswith('.avi') else 'mp4v'
+    height, width = frames_bgr[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc),
+                             fps, (width, height))
+    assert writer.isOpened(), path
+    for frame in frames_bgr:
+        writer.write(np.ascontiguousarray(frame))
+    writer.release()
+    return str(path)
+
+
+def shapes_clip(name, seed, num_frames=8, size=64):
+    shape, motion = name.split('_')
+    return render_video(shape, motion, np.random.default_rng(seed),
+                        num_frames, size)
+
+
+def write_frames(folder, frames_bgr, tmpl='{:08d}.jpg'):
+    os.makedirs(folder)
+    for t, frame in enumerate(frames_bgr, start=1):
+        cv2.imwrite(osp.join(str(folder), tmpl.format(t)), frame)
+    return str(folder)
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    """The generated shapes dataset, 3 videos per class."""
+    root = tmp_path_factory.mktemp('shapes')
+    out = make_shapes_dataset(str(root), videos_per_class=3)
+    with open(out['test']) as f:
+        test_classes = sorted({line.split('/')[0] for line in f if line})
+    return dict(out, root=str(root), test_classes=test_classes)
+
+
+def demo_cfg(shapes):
+    cfg = Config.fromfile(DEMO)
+    inner = cfg.test_dataloader.dataset.dataset
+    inner.ann_file = shapes['test']
+    inner.data_prefix = dict(img=shapes['rawframes'])
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """The demo model with seeded random weights and a random ASI output
+    layer (so that pi differs per query), saved as a checkpoint."""
+    cfg = Config.fromfile(DEMO)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.nn.init.normal_(model.asi.mlp[-1].weight, std=0.5)
+    torch.nn.init.normal_(model.asi.mlp[-1].bias, std=0.5)
+    path = tmp_path_factory.mktemp('ckpt') / 'demo_random.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def clips(tmp_path_factory, shapes):
+    """mp4 clips of the novel classes: ``support/<class>/a.mp4`` and
+    ``b.mp4``, one query per class, a 1-frame query, a 3-frame query and
+    a broken file."""
+    root = tmp_path_factory.mktemp('clips')
+    support = {}
+    for c, name in enumerate(shapes['test_classes']):
+        folder = root / 'support' / name
+        folder.mkdir(parents=True)
+        support[name] = [
+            write_video(folder / f'{k}.mp4', shapes_clip(name, [7, c, i]))
+            for i, k in enumerate('ab')
+        ]
+    queries = [write_video(root / f'q_{name}.mp4',
+                           shapes_clip(name, [8, c], size=96))
+               for c, name in enumerate(shapes['test_classes'])]
+    one_frame = write_video(root / 'one_frame.mp4',
+                            shapes_clip(shapes['test_classes'][0], 9)[:1])
+    three = write_video(root / 'three.mp4',
+                        shapes_clip(shapes['test_classes'][1], 10, 3))
+    broken = root / 'broken.mp4'
+    broken.write_bytes(b'this is not a video' * 100)
+    return dict(root=str(root), support=support, queries=queries,
+                one_frame=one_frame, three=three, broken=str(broken))
+
+
+@pytest.fixture(scope='module')
+def fitted(clips, checkpoint):
+    """The demo inferencer fitted on the mp4 support set."""
+    return FewShotInferencer(DEMO, checkpoint).fit(clips['support'])
+
+
+def small_support(clips, root):
+    """``root/<class>/a.mp4`` for 2 classes (symlinks): a quick support
+    folder."""
+    for name in list(clips['support'])[:2]:
+        os.makedirs(root / name)
+        os.symlink(clips['support'][name][0], root / name / 'a.mp4')
+    return str(root)
+
+
+def test_scores_equal_the_models_episode_path(shapes, checkpoint):
+    """Support and queries of a meta-test episode: the inferencer's fused,
+    per-modality and pi outputs are the model's own (per-episode, uncached)
+    predictions for that episode."""
+    cfg = demo_cfg(shapes)
+    cfg.test_dataloader.dataset.update(num_shots=2, num_queries=1,
+                                       num_episodes=1)
+    inferencer = FewShotInferencer(cfg, checkpoint)
+    episodes = DATASETS.build(cfg.test_dataloader.dataset)
+    expected = inferencer.model.test_step(pseudo_collate([episodes[0]]))[0]
+    names = episodes.dataset.metainfo['classes']
+    ids = [osp.join(shapes['rawframes'], v) for v in expected.video_ids]
+    classes = [names[c] for c in expected.class_labels]
+    support = {c: ids[2 * i:2 * i + 2] for i, c in enumerate(classes)}
+    predictions = inferencer.fit(support).predict(ids[10:])
+
+    def table(key):
+        return torch.tensor([[p[key][c] for c in classes]
+                             for p in predictions])
+
+    torch.testing.assert_close(table('scores'), expected.pred_score)
+    for m in ('rgb', 'flow'):
+        torch.testing.assert_close(
+            torch.tensor([[p['modality_scores'][m][c] for c in classes]
+                          for p in predictions]), expected.get(f'{m}_score'))
+    pi = torch.tensor([[p['reliability'][m] for m in ('rgb', 'flow')]
+                       for p in predictions])
+    torch.testing.assert_close(pi, expected.reliability)
+    assert pi[:, 0].std() > 0  # the random ASI layer: pi varies per query
+    assert [p['label'] for p in predictions] == \
+        [classes[i] for i in expected.pred_label.tolist()]
+    for p in predictions:
+        assert math.isclose(sum(p['scores'].values()), 1, abs_tol=1e-5)
+
+
+def test_unequal_clip_counts_give_each_clip_equal_weight(shapes, clips,
+                                                         checkpoint):
+    """Classes of 1, 2 and 3 clips: the RGB posterior equals a hand-made
+    prototype classifier over the clips' features (cosine to each class's
+    mean embedding, over the head's temperature)."""
+    names = shapes['test_classes']
+    support = {names[0]: clips['support'][names[0]][:1],
+               names[1]: clips['support'][names[1]],
+               names[2]: clips['support'][names[2]] + [clips['queries'][2]]}
+    inferencer = FewShotInferencer(DEMO, checkpoint, modalities=['rgb'])
+    query = clips['queries'][3]
+    got = inferencer.fit(support).predict([query])[0]
+    assert inferencer.num_shots == 6
+
+    branch = inferencer.model.branches['rgb']
+
+    def embedding(path):
+        sample, _ = inferencer.load(path)
+        data = inferencer.model.data_preprocessor(pseudo_collate([sample]))
+        with torch.no_grad():
+            return branch.backbone(data['inputs']['imgs'][0]).mean((0, 2, 3))
+
+    prototypes = torch.stack([
+        torch.stack([embedding(p) for p in paths]).mean(0)
+        for paths in support.values()
+    ])
+    cosine = torch.nn.functional.cosine_similarity(embedding(query)[None],
+                                                   prototypes)
+    expected = ((cosine - 1) / branch.cls_head.temperature).softmax(0)
+    torch.testing.assert_close(
+        torch.tensor([got['scores'][c] for c in support]), expected,
+        rtol=1e-4, atol=1e-5)
+
+
+def test_missing_flow_falls_back_to_rgb(clips, checkpoint, fitted):
+    """A 1-frame query has no flow: RGB alone, pi = (1, 0); its scores and
+    those of --modalities rgb are the RGB branch's posterior, which is the
+    full model's rgb modality score for a normal query."""
+    rgb = FewShotInferencer(DEMO, checkpoint,
+                            modalities=('rgb', )).fit(clips['support'])
+    queries = [clips['one_frame'], clips['queries'][0]]
+    full_out = fitted.predict(queries)
+    rgb_out = rgb.predict(queries)
+    one = full_out[0]
+    assert one['reliability'] == {'rgb': 1.0, 'flow': 0.0}
+    assert list(one['modality_scores']) == ['rgb']
+    assert one['scores'] == one['modality_scores']['rgb']
+    for a, b in zip(one['scores'].values(), rgb_out[0]['scores'].values()):
+        assert a == pytest.approx(b, abs=1e-6)
+    normal = full_out[1]
+    assert set(normal['modality_scores']) == {'rgb', 'flow'}
+    assert 0 < normal['reliability']['rgb'] < 1
+    for c, p in normal['modality_scores']['rgb'].items():
+        assert rgb_out[1]['scores'][c] == pytest.approx(p, abs=1e-5)
+    assert rgb_out[1]['reliability'] == {'rgb': 1.0, 'flow': 0.0}
+
+
+def test_any_length_and_size(tmp_path, clips, checkpoint):
+    """A 3-frame clip repeats frames exactly as MMAction2's SampleFrames
+    samples them; clips of 30 frames, other sizes, and frame folders come
+    out at the config's 8 frames of 56 px."""
+    inferencer = FewShotInferencer(DEMO, checkpoint)
+    sample, with_flow = inferencer.load(clips['three'])
+    assert with_flow
+    imgs, flow = sample['inputs']['imgs'], sample['inputs']['flow']
+    assert imgs.shape == (8, 3, 56, 56) and flow.shape == (8, 2, 56, 56)
+    sampled = TRANSFORMS.build(dict(
+        type='SampleFrames', clip_len=1, num_clips=8, test_mode=True))(
+            dict(total_frames=3, start_index=0))['frame_inds']
+    assert len(set(sampled.tolist())) == 3
+    for i in range(8):
+        for j in range(8):
+            assert torch.equal(imgs[i], imgs[j]) == \
+                (sampled[i] == sampled[j])
+    long_clip = write_video(tmp_path / 'long.avi',
+                            shapes_clip('circle_left', 1, 30, size=120))
+    sample, _ = inferencer.load(long_clip)
+    assert sample['inputs']['imgs'].shape == (8, 3, 56, 56)
+    frames = write_frames(tmp_path / 'frames',
+                          shapes_clip('circle_left', 1, 5, size=80))
+    sample, _ = inferencer.load(frames)
+    assert sample['inputs']['flow'].shape == (8, 2, 56, 56)
+    # decord 0.6 cannot decode 72 px wide MPEG-4 frames: PyAV does
+    odd = write_video(tmp_path / 'odd.mp4', shapes_clip('cross_up', 2,
+                                                        size=72))
+    sample, _ = inferencer.load(odd)
+    assert sample['inputs']['imgs'].shape == (8, 3, 56, 56)
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_every_config_reads_videos_and_frame_folders(tmp_path, config):
+    """Each config's test pipeline, adapted: a video and a frame folder
+    give T frames of the config's crop, with flow where it has flow."""
+    cfg = Config.fromfile(str(PROJECT_ROOT / config))
+    pipelines = inference_pipelines(_test_pipeline(cfg))
+    frames = shapes_clip('square_up', 3, 6, size=96)
+    video = write_video(tmp_path / 'clip.mp4', frames)
+    folder = write_frames(tmp_path / 'frames', frames, 'img_{:05d}.jpg')
+    decoded = TRANSFORMS.build(dict(type='DecordInit'))(
+        dict(filename=video, start_index=0, modality='RGB'))
+    rawframes = dict(frame_dir=folder, total_frames=6, start_index=1,
+                     filename_tmpl='img_{:05d}.jpg', modality='RGB')
+    for reader, results in (('decord', decoded), ('frames', rawframes)):
+        for with_flow in (True, False) if pipelines['paired'] else (False, ):
+            out = Compose(pipelines['steps'][reader, with_flow])(
+                dict(results))['inputs']
+            imgs = out['imgs'] if isinstance(out, dict) else out
+            crop = imgs.shape[-1]
+            assert imgs.shape == (8, 3, crop, crop) and crop >= 56
+            if with_flow:
+                assert out['flow'].shape[:2] == (8, cfg.model.get(
+                    'flow', {}).get('in_channels', 2))
+            else:
+                assert not isinstance(out, dict) or 'flow' not in out
+
+
+def test_flow_estimator_is_the_configs_else_dis():
+    demo = inference_pipelines(_test_pipeline(Config.fromfile(DEMO)))
+    assert demo['estimator'] == dict(type='DISFlowEstimator',
+                                     preset='medium')
+    effl0 = inference_pipelines(_test_pipeline(Config.fromfile(EFFL0)))
+    assert effl0['estimator'] == dict(type='DISFlowEstimator')
+    steps = [s['type'] for s in effl0['steps']['frames', True]]
+    # flow computed after resizing to the config's short side (128 px)
+    assert steps[:6] == ['SampleFrames', 'FlowPairIndices', 'RawFrameDecode',
+                         'Resize', 'ComputeFlow', 'StackRGBFlow']
+    assert 'FlowMagnitudeImage' in steps
+    rgb = [s['type'] for s in effl0['steps']['decord', False]]
+    assert 'ComputeFlow' not in rgb and 'StackRGBFlow' not in rgb
+    tvl1 = inference_pipelines(_test_pipeline(Config.fromfile(DEMO)), 'tvl1')
+    assert tvl1['estimator'] == dict(type='tvl1')
+
+
+# -- failures: each names its file or class --------------------------------
+def test_unreadable_support_clip_is_named(clips, checkpoint):
+    inferencer = FewShotInferencer(DEMO, checkpoint)
+    (first, (clip, _)), (second, (other, _)) = list(
+        clips['support'].items())[:2]
+    support = {first: [clip, clips['broken']], second: [other]}
+    with pytest.raises(FrameReadError, match='broken.mp4'):
+        inferencer.fit(support)
+    # skipped on request; a class left without clips is named
+    inferencer.fit(support, skip_unreadable=True)
+    assert inferencer.support_paths == [[clip], [other]]
+    support[first] = [clips['broken']]
+    with pytest.raises(SupportError, match=f"class '{first}' has no "
+                       'readable clip'):
+        inferencer.fit(support, skip_unreadable=True)
+
+
+def test_support_folder_errors(tmp_path, clips):
+    root = tmp_path / 'support'
+    with pytest.raises(SupportError, match='support folder not found'):
+        read_support_dir(str(root))
+    root.mkdir()
+    with pytest.raises(SupportError, match='no class folders'):
+        read_support_dir(str(root))
+    (root / 'wave').mkdir()
+    with pytest.raises(SupportError, match="class 'wave'.* is empty"):
+        read_support_dir(str(root))
+    (root / 'wave' / 'notes.txt').write_text('no clip here')
+    with pytest.raises(SupportError,
+                       match="class 'wave'.* holds no video.*notes.txt"):
+        read_support_dir(str(root))
+    os.symlink(clips['queries'][0], root / 'wave' / 'w.mp4')
+    write_frames(root / 'wave' / 'frames', shapes_clip('circle_up', 0, 3))
+    assert read_support_dir(str(root)) == {
+        'wave': [str(root / 'wave' / 'frames'), str(root / 'wave' / 'w.mp4')]
+    }
+
+
+def test_support_set_errors(clips, checkpoint):
+    inferencer = FewShotInferencer(DEMO, checkpoint)
+    name, paths = next(iter(clips['support'].items()))
+    with pytest.raises(SupportError, match='at least 2 classes'):
+        inferencer.fit({name: paths})
+    with pytest.raises(SupportError, match="class 'b' has no example"):
+        inferencer.fit({name: paths, 'b': []})
+    with pytest.raises(SupportError, match=f"class '{name}'.*one_frame.mp4 "
+                       'has one frame'):
+        inferencer.fit({name: [clips['one_frame']], 'b': paths})
+    counts = {f'c{n}': paths[:1] * n for n in (7, 8, 9)}
+    with pytest.raises(SupportError, match='common count, here 504'):
+        inferencer.fit(counts)
+    with pytest.raises(RuntimeError, match='call fit'):
+        FewShotInferencer(DEMO, checkpoint).predict(clips['queries'])
+    with pytest.raises(FileNotFoundError, match='checkpoint not found'):
+        FewShotInferencer(DEMO, 'missing.pth')
+
+
+def test_unreadable_queries_are_named_and_the_others_predicted(
+        tmp_path, clips, fitted):
+    inferencer = fitted
+    missing = str(tmp_path / 'missing.mp4')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    queries = [clips['queries'][0], clips['broken'], missing, str(empty),
+               clips['queries'][1]]
+    with pytest.raises(FrameReadError, match='broken.mp4'):
+        inferencer.predict(queries)
+    out = inferencer.predict(queries, on_error='report')
+    assert [o['query'] for o in out] == queries
+    assert [('error' in o) for o in out] == [False, True, True, True, False]
+    assert 'cannot read video' in out[1]['error'] and \
+        clips['broken'] in out[1]['error']
+    assert missing in out[2]['error'] and str(empty) in out[3]['error']
+    alone = inferencer.predict([queries[0], queries[4]])
+    for got, want in zip(alone, (out[0], out[4])):
+        assert got['scores'] == pytest.approx(want['scores'], abs=1e-6)
+
+
+# -- the command line ------------------------------------------------------
+@pytest.fixture(scope='module')
+def cli():
+    return load_script('tools/fewshot_infer.py', 'fewshot_infer')
+
+
+def test_cli_agrees_with_the_api(tmp_path, clips, checkpoint, fitted, cli,
+                                 capsys):
+    """The CLI on the support folder and a folder of queries (plus a
+    broken one) prints a table and writes what the API predicts."""
+    out = tmp_path / 'results.json'
+    queries = tmp_path / 'queries'
+    queries.mkdir()
+    for q in clips['queries']:
+        os.symlink(q, queries / osp.basename(q))
+    status = cli.main([DEMO, checkpoint, '--support',
+                       osp.join(clips['root'], 'support'), '--query',
+                       str(queries), clips['broken'], '--out', str(out)])
+    printed = capsys.readouterr()
+    assert status == 1  # one query was unreadable
+    assert f'error: cannot read video {clips["broken"]}' in printed.err
+    written = json.loads(out.read_text())
+    api = fitted
+    assert read_support_dir(osp.join(clips['root'], 'support')) == \
+        clips['support']
+    expected = api.predict(sorted(str(p) for p in queries.iterdir()))
+    assert written['classes'] == api.classes
+    assert [e['query'] for e in written['errors']] == [clips['broken']]
+    assert len(written['predictions']) == len(expected)
+    for got, want in zip(written['predictions'], expected):
+        assert got['query'] == want['query']
+        assert got['label'] == want['label']
+        for key in ('scores', 'reliability'):
+            assert got[key] == pytest.approx(want[key], abs=1e-6)
+        row = next(line for line in printed.out.splitlines()
+                   if line.startswith(want['query']))
+        assert row.split()[1:3] == [
+            want['label'], f'{want["scores"][want["label"]]:.3f}']
+    assert '6/6' in printed.out  # the progress bar: more than 3 queries
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        cli.main([DEMO, checkpoint, '--support',
+                  osp.join(clips['root'], 'support'), '--query',
+                  clips['queries'][0], '--out', str(out)])
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, 'tools/fewshot_infer.py', *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_failures_are_one_line(tmp_path, clips, checkpoint):
+    support = small_support(clips, tmp_path / 'small')
+    proc = run_cli(DEMO, checkpoint, '--support', support, '--query',
+                   clips['broken'])
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f'error: cannot read video {clips["broken"]} (decord: ')
+    empty = tmp_path / 'support'
+    (empty / 'clap').mkdir(parents=True)
+    (empty / 'wave').mkdir()
+    proc = run_cli(DEMO, checkpoint, '--support', str(empty), '--query',
+                   clips['queries'][0])
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"error: class 'clap': {empty / 'clap'} is empty"
