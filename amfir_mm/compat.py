@@ -1,53 +1,119 @@
-"""Explicit fixes for the three known breakages of the pinned OpenMMLab stack.
+"""Explicit, version-guarded fixes for known breakages of the pinned stack.
 
-Every work-around for the stack lives here, is applied once by
-``import amfir_mm`` (idempotent) and is covered by ``tests/test_compat.py``.
-See ``../shared/STACK.md`` and the README's "Why these pins" for context.
+Every work-around for third-party code lives here and is covered by
+``tests/test_compat.py`` (the checkpoint allow-list also by
+``tests/test_checkpoint_safety.py``). Each one is guarded: it is applied only
+where the installed versions (or the installed files) have the breakage,
+changes no more than the breakage needs, and is idempotent. The README's
+"Why these pins" section gives the context of the pins.
 
-1. ``mmaction2==1.2.0`` wheels miss ``mmaction.models.localizers.drn``
-   (open-mmlab/mmaction2#2714), so ``import mmaction.models`` raises
-   ``ModuleNotFoundError``.  We insert a stub package in its place whose
-   ``DRN`` fails loudly when built.  Nothing else in MMAction2 uses it.
-2. torch >= 2.6 loads checkpoints with ``weights_only=True``; MMEngine's
-   checkpoints pickle its own objects (the message hub's ``HistoryBuffer``,
-   reached through ``builtins.getattr``), so resume and ``load_from`` raise
-   ``UnpicklingError``.  Allow-listing ``getattr`` would make the safe
-   loader unsafe, so MMEngine's *local-file* checkpoint scheme is
-   re-registered to load the user's own checkpoints fully; the process-wide
-   ``torch.load`` default is left alone.
-3. MMFlow 1.0.0rc0 imports ``mmcv.ops`` (``Correlation``, ``DeformConv2d``)
-   at module import time; under ``mmcv-lite`` there is no compiled
-   ``mmcv._ext``.  :func:`import_mmflow_models` imports MMFlow's model package
-   with a temporary stand-in for ``mmcv.ops`` whose classes raise a clear
-   error if a model that really needs them (PWC-Net, FlowNetC, MaskFlowNet)
-   is built.  RAFT is pure PyTorch and works.  The stand-in is removed from
-   ``sys.modules`` afterwards, so other code still sees the truth.
-4. (found here, not in STACK.md) MMEngine 0.10.7's ``pytorch`` launcher
-   calls ``torch.cuda.set_device`` unconditionally, which raises on a
-   CPU-only torch, and its runner wraps the model in DDP with
-   ``device_ids=[LOCAL_RANK]``, which CPU modules reject; so
-   ``tools/dist_train.sh`` could not run on CPU even with gloo.  Without
-   CUDA, :func:`allow_cpu_pytorch_launcher` initialises the process group
-   directly (gloo, with a warning, where the config asks for nccl) and drops
-   ``device_ids`` when wrapping.
-5. (found on the GPU machine, whose image has ``transformers`` 5.x) where
-   ``transformers`` is installed, MMAction2 1.2.0 imports its VindLU models
-   in ``import mmaction.models``, and VindLU imports
-   ``apply_chunking_to_forward`` from ``transformers.modeling_utils``,
-   which transformers 5 removed: ``import mmaction.models`` raises
-   ``ImportError``.  :func:`skip_broken_mmaction_multimodal` makes MMAction2
-   take its own "multimodal dependencies missing" path (placeholders that
-   raise when a VindLU model is built) for transformers >= 5.
+**Which fixes are active** in this process::
+
+    python -c "import amfir_mm; print(amfir_mm.compat.applied())"
+
+:func:`applied` maps each active fix's name to a one-line reason. The first
+four are applied by ``import amfir_mm`` (:func:`apply_all`); the MMFlow ones
+when MMFlow is used.
+
+``mmaction_drn_stub`` (:func:`patch_mmaction_drn`)
+    The ``mmaction2==1.2.0`` wheel misses ``mmaction.models.localizers.drn``
+    (open-mmlab/mmaction2#2714) although ``localizers/__init__.py`` imports
+    it, so ``import mmaction.models`` raises ``ModuleNotFoundError``. Guard:
+    exactly that (the package imports ``.drn`` and its folder is missing; a
+    source install has it). Fix: a stub package whose ``DRN`` fails loudly
+    when built. Nothing else in MMAction2 uses it.
+``mmengine_checkpoint_allowlist`` (:func:`allow_mmengine_checkpoint_globals`)
+    torch >= 2.6 loads with ``weights_only=True``; MMEngine (<= 0.10.x)
+    checkpoints pickle a few non-tensor objects, so resume and ``load_from``
+    raise ``UnpicklingError: Unsupported global``. Guard: torch >= 2.6 and
+    mmengine < 0.11. Fix: MMEngine's local-file loader scheme loads with
+    torch's own ``weights_only`` unpickler (explicitly ``weights_only=True``)
+    inside ``torch.serialization.safe_globals(...)`` listing exactly what an
+    MMEngine checkpoint holds (:func:`mmengine_checkpoint_globals`). An
+    untrusted pickle is still refused; ``torch.load`` elsewhere is untouched.
+``mmengine_cpu_pytorch_launcher`` (:func:`allow_cpu_pytorch_launcher`)
+    MMEngine's ``pytorch`` launcher calls ``torch.cuda.set_device``
+    unconditionally and its DDP wrapper passes ``device_ids``; both fail on
+    a CPU-only torch, so ``tools/dist_train.sh`` could not run there. Guard:
+    no CUDA and mmengine < 0.11. Fix: without CUDA the process group is
+    initialised directly (gloo, with a warning, where nccl was asked for) and
+    ``device_ids`` is dropped when wrapping.
+``mmaction_vindlu_placeholders`` (:func:`guard_mmaction_vindlu`)
+    Where ``transformers`` (>= 4.28) is installed, ``import mmaction.models``
+    (mmaction2 <= 1.2.0) imports its VindLU models, the only multimodal
+    models of MMAction2, and fails in two cases: with transformers >= 5
+    (VindLU imports ``apply_chunking_to_forward``, ``prune_linear_layer``
+    and ``find_pruneable_heads_and_indices`` from
+    ``transformers.modeling_utils``; 5.x has none of them there, and even
+    with them supplied VindLU's BERT cannot be built on transformers 5.x:
+    ``PreTrainedModel.post_init`` needs ``all_tied_weights_keys``, and
+    ``get_head_mask`` / ``invert_attention_mask`` are gone), and without
+    ``timm`` (VindLU imports it; MMAction2's dependency check forgets it).
+    Guard: exactly those cases. Fix: MMAction2 takes its own "multimodal
+    dependencies missing" path, and the three VindLU names are registered as
+    placeholders that say which of the two reasons applies. Everything else
+    in MMAction2 is untouched.
+``mmflow_mmcv_ops_stand_in`` (:func:`import_mmflow_models`)
+    MMFlow 1.0.0rc0 imports ``mmcv.ops`` (``Correlation``, ``DeformConv2d``)
+    at import time; ``mmcv-lite`` has no compiled ``mmcv._ext``. Guard: no
+    importable ``mmcv.ops`` and mmflow <= 1.0.0. Fix: while MMFlow's model
+    package is imported, a stand-in ``mmcv.ops`` whose classes raise
+    :class:`MissingCompiledOpError` when built (PWC-Net, FlowNetC,
+    LiteFlowNet, MaskFlowNet); RAFT is pure PyTorch and works. The stand-in
+    is removed from ``sys.modules`` afterwards.
+``mmflow_batched_postprocess`` (:func:`fix_mmflow_batched_postprocess`)
+    mmflow 1.0.0rc0's ``BaseDecoder.postprocess_result`` returns inside its
+    loop, so only the first sample of a batch gets its flow. Guard: mmflow
+    <= 1.0.0. Fix: the decoders of the given model *instance* post-process
+    one sample at a time; MMFlow's classes are left untouched.
 """
 import importlib
 import importlib.util
 import os
+import pickle
 import sys
 import types
 import warnings
 from contextlib import contextmanager
+from typing import Dict, List, Optional, Tuple
 
 _DRN_MODULE = 'mmaction.models.localizers.drn'
+_VINDLU_MODELS = ('VindLUVQA', 'VindLURetrievalMC', 'VindLURetrieval')
+
+_ACTIVE: Dict[str, str] = {}
+
+
+def applied() -> Dict[str, str]:
+    """The fixes active in this process.
+
+    Returns:
+        dict[str, str]: fix name -> one-line reason (which breakage, for
+        which installed versions). Empty where none was needed.
+    """
+    return dict(_ACTIVE)
+
+
+def _version(dist: str) -> Optional[str]:
+    """Installed version of the distribution ``dist``, None if absent."""
+    from importlib import metadata
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _release(dist: str) -> Optional[Tuple[int, int, int]]:
+    """``(major, minor, patch)`` of an installed distribution (pre-release
+    and local tags ignored: '2.6.0a0+git' -> (2, 6, 0)); None if absent or
+    unparsable."""
+    version = _version(dist)
+    if version is None:
+        return None
+    from mmengine.utils import digit_version
+    try:
+        return tuple(digit_version(version)[:3])
+    except Exception:  # not a PEP 440 version (e.g. 'dev')
+        return None
 
 
 class MissingCompiledOpError(RuntimeError):
@@ -68,23 +134,40 @@ def _missing_op(name: str, why: str) -> type:
     return _MissingOp
 
 
-def patch_mmaction_drn() -> bool:
-    """Insert a stub for the module missing from the mmaction2 1.2.0 wheel.
+# --------------------------------------------------------------------------
+# mmaction_drn_stub
 
-    Returns:
-        bool: True if the stub was inserted, False if the real module exists.
-    """
-    if _DRN_MODULE in sys.modules:
-        return False
-    # Look for the folder without importing ``mmaction.models`` (whose
-    # ``__init__`` is what fails).
+
+def _mmaction_lacks_drn() -> bool:
+    """Whether the installed mmaction2 imports ``localizers.drn`` but lacks
+    it, found without importing ``mmaction.models`` (whose ``__init__`` is
+    what fails)."""
     spec = importlib.util.find_spec('mmaction')
     if spec is None:
         raise ModuleNotFoundError('amfir-mm needs mmaction2 (pip install '
                                   'mmaction2==1.2.0)')
     for root in spec.submodule_search_locations:
-        if os.path.isdir(os.path.join(root, 'models', 'localizers', 'drn')):
+        localizers = os.path.join(root, 'models', 'localizers')
+        if os.path.isdir(os.path.join(localizers, 'drn')):
             return False
+        init = os.path.join(localizers, '__init__.py')
+        if os.path.isfile(init):
+            with open(init, encoding='utf-8') as f:
+                return 'from .drn' in f.read()
+    return False
+
+
+def patch_mmaction_drn() -> bool:
+    """Insert a stub for the module missing from the mmaction2 1.2.0 wheel.
+
+    Returns:
+        bool: True if the stub is in place (inserted now or before), False if
+        the installed mmaction2 does not need it.
+    """
+    if 'mmaction_drn_stub' in _ACTIVE:
+        return True
+    if _DRN_MODULE in sys.modules or not _mmaction_lacks_drn():
+        return False
     pkg = types.ModuleType(_DRN_MODULE)
     pkg.__path__ = []  # a package, so ``.drn.drn`` can be imported
     sub = types.ModuleType(_DRN_MODULE + '.drn')
@@ -103,71 +186,222 @@ def patch_mmaction_drn() -> bool:
     pkg.drn = sub
     sys.modules[_DRN_MODULE] = pkg
     sys.modules[_DRN_MODULE + '.drn'] = sub
+    _ACTIVE['mmaction_drn_stub'] = (
+        f'mmaction2 {_version("mmaction2")} lacks {_DRN_MODULE} '
+        '(open-mmlab/mmaction2#2714): stubbed')
     return True
 
 
-def skip_broken_mmaction_multimodal() -> bool:
-    """Keep ``import mmaction.models`` working beside transformers >= 5.
+# --------------------------------------------------------------------------
+# mmaction_vindlu_placeholders
+
+
+def _vindlu_unavailable_reason() -> Optional[str]:
+    """Why MMAction2's VindLU models cannot be imported here, or None."""
+    mmaction = _release('mmaction2')
+    if mmaction is None or mmaction > (1, 2, 0):
+        return None
+    transformers = _version('transformers')
+    release = _release('transformers')
+    if transformers is None or release is None or release < (4, 28, 0):
+        return None  # MMAction2 itself skips VindLU (its requirement)
+    if release >= (5, 0, 0):
+        return (f'mmaction2 {_version("mmaction2")} VindLU needs '
+                f'transformers < 5 (installed: {transformers}): it imports '
+                'helpers transformers 5 removed from '
+                'transformers.modeling_utils and its BERT cannot be built '
+                "on 5.x; pip install 'transformers>=4.28,<5'")
+    if importlib.util.find_spec('timm') is None:
+        return (f'mmaction2 {_version("mmaction2")} VindLU imports timm, '
+                'which is not installed (MMAction2 checks only for '
+                'transformers); pip install timm')
+    return None
+
+
+def guard_mmaction_vindlu() -> bool:
+    """Keep ``import mmaction.models`` working where VindLU cannot import.
+
+    Must run before ``mmaction.models`` is imported; it then imports it.
 
     Returns:
-        bool: True if MMAction2's multimodal (VindLU) models were switched to
-        its placeholders; False if nothing needed doing (transformers absent
-        or < 5, or ``mmaction.models`` already imported).
+        bool: True if VindLU was switched to placeholders (now or before).
     """
-    from importlib import metadata
+    if 'mmaction_vindlu_placeholders' in _ACTIVE:
+        return True
     if 'mmaction.models.multimodal' in sys.modules:
-        return False
-    try:
-        version = metadata.version('transformers')
-    except metadata.PackageNotFoundError:
-        return False
-    if not transformers_breaks_vindlu(version):
+        return False  # already imported (it worked, or it is too late)
+    reason = _vindlu_unavailable_reason()
+    if reason is None:
         return False
     from mmaction.utils import dependency
     dependency.WITH_MULTIMODAL = False  # read by mmaction.models.multimodal
+    importlib.import_module('mmaction.models.multimodal')
+    from mmaction.registry import MODELS
+    for name in _VINDLU_MODELS:
+
+        def unavailable(*args, _name=name, **kwargs):
+            raise ImportError(f'{_name} is unavailable: {reason}')
+
+        unavailable.__name__ = name
+        MODELS.register_module(name=name, module=unavailable, force=True)
+    _ACTIVE['mmaction_vindlu_placeholders'] = reason
     return True
 
 
-def transformers_breaks_vindlu(version: str) -> bool:
-    """Whether this ``transformers`` version lacks what VindLU imports
-    (``modeling_utils.apply_chunking_to_forward``, removed in 5.0)."""
-    major = version.split('.')[0]
-    return major.isdigit() and int(major) >= 5
+# --------------------------------------------------------------------------
+# mmengine_checkpoint_allowlist
+
+#: The statistics methods ``HistoryBuffer.__getstate__`` pickles (its
+#: defaults, see ``HistoryBuffer._set_default_statistics``). Pickle stores a
+#: method as ``getattr(HistoryBuffer, name)``.
+_HISTORY_BUFFER_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
+
+#: numpy dtypes whose arrays / scalars an MMEngine checkpoint may hold
+#: (HistoryBuffer histories are float64 / int64; metric values kept in the
+#: message hub, e.g. ``best_score``, may be any numeric scalar). Not
+#: ``object``, whose arrays would carry arbitrary pickled objects.
+_NUMPY_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
+                 'uint16', 'uint32', 'uint64', 'float16', 'float32',
+                 'float64')
 
 
-def trust_local_mmengine_checkpoints() -> None:
-    """Let MMEngine load the local checkpoints a user points it at.
+def _history_buffer_getattr(obj, name):
+    """``builtins.getattr`` for ``weights_only`` loading, narrowed to what
+    MMEngine checkpoints use: ``getattr(HistoryBuffer, <statistics method>)``.
 
-    MMEngine's resume state pickles its ``HistoryBuffer`` objects, whose
-    statistics methods are stored via ``builtins.getattr``; allow-listing
-    ``getattr`` for ``weights_only`` loading would defeat the safe loader
-    (``getattr(numpy.ndarray, 'tofile')`` writes files), so instead MMEngine's
-    local-path loader scheme is re-registered to load with
-    ``weights_only=False``, as MMEngine did before torch 2.6.  It serves only
-    files given to MMEngine as ``load_from`` / ``resume`` / ``Pretrained``
-    init (your own checkpoints); ``torch.load`` keeps its safe default
-    everywhere else, and remote checkpoints (``http://``,
-    ``torchvision://``) keep MMEngine's own loaders.
+    MMEngine's ``HistoryBuffer.__getstate__`` saves its statistics methods
+    (``HistoryBuffer.min`` ...), which pickle writes as a call of
+    ``builtins.getattr``. Allow-listing ``getattr`` itself would let a file
+    reach any attribute of any allowed object (``getattr(numpy.ndarray,
+    'tofile')`` writes files), so this stand-in is registered under the name
+    ``builtins.getattr`` instead and resolves nothing else.
+    """
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    methods = ', '.join(sorted(_HISTORY_BUFFER_STATISTICS))
+    raise pickle.UnpicklingError(
+        f'refusing getattr({obj!r}, {name!r}): MMEngine checkpoints only '
+        f'reference the HistoryBuffer methods {methods}')
+
+
+def mmengine_checkpoint_globals() -> List:
+    """The globals an MMEngine (0.10.x) checkpoint holds besides tensors.
+
+    Found with ``torch.serialization.get_unsafe_globals_in_checkpoint`` and
+    ``pickletools`` on checkpoints a real Runner wrote (resume state of
+    ``tools/train.py``: model, optimizer, param schedulers, message hub with
+    ``HistoryBuffer`` logs and numpy scalars, config text, dataset meta;
+    MMEngine saves no random states): ``HistoryBuffer``, ``builtins.getattr``
+    (narrowed, see :func:`_history_buffer_getattr`), ``numpy.ndarray``,
+    ``numpy.dtype``, ``numpy._core.multiarray._reconstruct`` and ``.scalar``.
+    The same two functions are also listed under their numpy < 2 module
+    name ``numpy.core.multiarray`` (checkpoints written with numpy 1.x), and
+    the numeric numpy dtype classes, which loading builds.
+
+    Use with torch's safe loader, e.g.::
+
+        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+            ckpt = torch.load(path, weights_only=True)
+
+    Returns:
+        list: entries for ``torch.serialization.safe_globals``.
+    """
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    entries = [
+        (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+        (_history_buffer_getattr, 'builtins.getattr'),
+        (np.ndarray, 'numpy.ndarray'),
+        (np.dtype, 'numpy.dtype'),
+    ]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        entries += [(multiarray._reconstruct, f'{module}._reconstruct'),
+                    (multiarray.scalar, f'{module}.scalar')]
+    entries += [type(np.dtype(name)) for name in _NUMPY_DTYPES]
+    return entries
+
+
+def load_from_local_safely(filename: str, map_location=None):
+    """MMEngine's local-file checkpoint loader, with torch's safe loading.
+
+    ``torch.load(..., weights_only=True)`` inside
+    ``torch.serialization.safe_globals(mmengine_checkpoint_globals())``. The
+    allow-list is scoped to this call rather than added process-wide
+    (``add_safe_globals``), so every other ``torch.load`` in the process
+    behaves exactly as torch ships it. (MMEngine logs it as the
+    ``local_safely`` backend.)
+
+    Raises:
+        FileNotFoundError: ``filename`` is not a file.
+        pickle.UnpicklingError: the file holds something else than tensors
+            and the globals above (e.g. a pickled object that would run code
+            when loaded); the message names the file.
     """
     import torch
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+        try:
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise pickle.UnpicklingError(
+                f'{filename}: refused by torch\'s safe (weights_only) '
+                f'loader: {err}') from None
+
+
+def allow_mmengine_checkpoint_globals() -> bool:
+    """Load MMEngine's local checkpoints with :func:`load_from_local_safely`.
+
+    Registered as MMEngine's local-path scheme of ``CheckpointLoader``
+    (``resume``, ``load_from``, ``load_checkpoint``, ``Pretrained`` init from
+    a file). Remote schemes (``http://``...) keep MMEngine's loaders, which
+    use ``torch.load``'s (safe) default.
+
+    Returns:
+        bool: True if registered (now or before).
+    """
     from mmengine.runner.checkpoint import CheckpointLoader
+    if CheckpointLoader._schemes.get('') is load_from_local_safely:
+        return True
+    torch_release = _release('torch')
+    mmengine_release = _release('mmengine')
+    if torch_release is None or torch_release[:2] < (2, 6) or \
+            mmengine_release is None or mmengine_release >= (0, 11, 0):
+        return False
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local_safely, force=True)
+    _ACTIVE['mmengine_checkpoint_allowlist'] = (
+        f'torch {_version("torch")} loads weights_only; mmengine '
+        f'{_version("mmengine")} checkpoints hold HistoryBuffer and numpy '
+        'objects: local checkpoints load with exactly those allowed')
+    return True
 
-    @CheckpointLoader.register_scheme(prefixes='', force=True)
-    def load_from_local(filename, map_location):
-        filename = os.path.expanduser(filename)
-        if not os.path.isfile(filename):
-            raise FileNotFoundError(f'{filename} can not be found.')
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
+
+# --------------------------------------------------------------------------
+# mmengine_cpu_pytorch_launcher
 
 
-def allow_cpu_pytorch_launcher() -> None:
-    """Make MMEngine's ``pytorch`` launcher work with a CPU-only torch."""
+def allow_cpu_pytorch_launcher() -> bool:
+    """Make MMEngine's ``pytorch`` launcher work with a CPU-only torch.
+
+    Returns:
+        bool: True if patched (now or before).
+    """
     import torch
     from mmengine.dist import utils as dist_utils
-    if torch.cuda.is_available() or getattr(
-            dist_utils._init_dist_pytorch, 'amfir_cpu_launcher', False):
-        return
+    if getattr(dist_utils._init_dist_pytorch, 'amfir_cpu_launcher', False):
+        return True
+    release = _release('mmengine')
+    if torch.cuda.is_available() or release is None or \
+            release >= (0, 11, 0):
+        return False
 
     def _init_dist_pytorch(backend='nccl', init_backend='torch', **kwargs):
         if backend == 'nccl':
@@ -189,6 +423,19 @@ def allow_cpu_pytorch_launcher() -> None:
         wrap_init(self, module, detect_anomalous_params, **kwargs)
 
     MMDistributedDataParallel.__init__ = __init__
+    _ACTIVE['mmengine_cpu_pytorch_launcher'] = (
+        f'mmengine {_version("mmengine")} pytorch launcher and DDP wrapper '
+        'need CUDA, this torch has none: gloo process group, no device_ids')
+    return True
+
+
+# --------------------------------------------------------------------------
+# MMFlow
+
+
+def _mmflow_needs_fixes() -> bool:
+    release = _release('mmflow')
+    return release is not None and release <= (1, 0, 0)
 
 
 @contextmanager
@@ -225,12 +472,63 @@ def import_mmflow_models():
     """
     if 'mmflow.models' in sys.modules:
         return sys.modules['mmflow.models']
-    with _stub_mmcv_ops():
+    if not _mmflow_needs_fixes():
         return importlib.import_module('mmflow.models')
+    with _stub_mmcv_ops() as stubbed:
+        module = importlib.import_module('mmflow.models')
+    if stubbed:
+        _ACTIVE['mmflow_mmcv_ops_stand_in'] = (
+            f'mmflow {_version("mmflow")} imports mmcv.ops, which mmcv-lite '
+            'lacks: a stand-in while importing (compiled-op models fail '
+            'when built)')
+    return module
+
+
+def fix_mmflow_batched_postprocess(model) -> int:
+    """Make the MMFlow decoders of ``model`` post-process every sample.
+
+    ``BaseDecoder.postprocess_result`` in mmflow 1.0.0rc0 returns inside its
+    loop, so only the first sample of a batch gets ``pred_flow_fw``. Each
+    decoder of *this* model instance gets a wrapper that calls it once per
+    sample when given data samples (the path MMFlow's predict takes);
+    MMFlow's classes are left untouched.
+
+    Returns:
+        int: how many decoders were wrapped now (0 where mmflow needs no fix
+        or the model's decoders already are).
+    """
+    if not _mmflow_needs_fixes():
+        return 0
+    from mmflow.models.decoders.base_decoder import BaseDecoder
+    wrapped = 0
+    for module in model.modules():
+        original = getattr(module, 'postprocess_result', None)
+        if not isinstance(module, BaseDecoder) or getattr(
+                original, '_per_sample', False):
+            continue
+
+        def per_sample(flow_results, data_samples=None, _orig=original):
+            if data_samples is None:
+                return _orig(flow_results, data_samples)
+            for result, sample in zip(flow_results, data_samples):
+                _orig([result], [sample])
+            return data_samples
+
+        per_sample._per_sample = True
+        module.postprocess_result = per_sample
+        wrapped += 1
+    if wrapped:
+        _ACTIVE['mmflow_batched_postprocess'] = (
+            f'mmflow {_version("mmflow")} decoders post-process only the '
+            'first sample of a batch: per-sample calls on built models')
+    return wrapped
+
+
+# --------------------------------------------------------------------------
 
 
 def apply_all() -> None:
-    """Apply the fixes every amfir-mm process needs (1, 2, 4 and 5).
+    """Apply the fixes every amfir-mm process needs (each under its guard).
 
     Also silences mmcv-lite's import-time warning that
     ``MultiScaleDeformableAttention`` (a compiled op no recogniser here uses)
@@ -239,6 +537,6 @@ def apply_all() -> None:
     warnings.filterwarnings(
         'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
     patch_mmaction_drn()
-    skip_broken_mmaction_multimodal()
-    trust_local_mmengine_checkpoints()
+    guard_mmaction_vindlu()
+    allow_mmengine_checkpoint_globals()
     allow_cpu_pytorch_launcher()

@@ -27,7 +27,8 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 from mmaction.registry import MODELS
 
-from ..compat import MissingCompiledOpError, import_mmflow_models
+from ..compat import (MissingCompiledOpError, fix_mmflow_batched_postprocess,
+                      import_mmflow_models)
 from .estimators import BaseFlowEstimator, check_frame_pairs
 
 
@@ -70,30 +71,6 @@ def _pad_divisor_from(cfg) -> Optional[int]:
                 'exponent' in step:
             return 2**int(step['exponent'])
     return None
-
-
-def _fix_batched_postprocess(model) -> None:
-    """Make MMFlow decoders post-process every sample of a batch.
-
-    ``BaseDecoder.postprocess_result`` in mmflow 1.0.0rc0 returns inside its
-    loop, so only the first sample of a batch gets ``pred_flow_fw``. The
-    decoders of *this* model instance get a wrapper that calls it once per
-    sample; MMFlow itself is left untouched.
-    """
-    for module in model.modules():
-        original = getattr(module, 'postprocess_result', None)
-        if original is None or getattr(original, '_per_sample', False):
-            continue
-
-        def per_sample(flow_results, data_samples=None, _orig=original):
-            if data_samples is None:
-                return _orig(flow_results, data_samples)
-            for result, sample in zip(flow_results, data_samples):
-                _orig([result], [sample])
-            return data_samples
-
-        per_sample._per_sample = True
-        module.postprocess_result = per_sample
 
 
 @MODELS.register_module()
@@ -156,7 +133,7 @@ class MMFlowEstimator(BaseFlowEstimator):
         self.min_size = max(self.pad_divisor,
                             8 * 2**(int(model_cfg.get('num_levels', 1)) - 1))
         self.model = self._build_model(model_cfg, cfg_name)
-        _fix_batched_postprocess(self.model)
+        fix_mmflow_batched_postprocess(self.model)  # see amfir_mm.compat
         if iters is not None:
             test_cfg = dict(self.model.test_cfg or {})
             test_cfg['iters'] = int(iters)
@@ -189,8 +166,8 @@ class MMFlowEstimator(BaseFlowEstimator):
                 f'{reason}') from None
 
     def _load_weights(self, checkpoint: str, strict: bool) -> None:
-        # Local files load through the scheme amfir_mm.compat registers
-        # (torch >= 2.6 weights_only vs. MMEngine's pickled metadata).
+        # Local files load through the scheme amfir_mm.compat registers:
+        # torch's weights_only loading with MMEngine's checkpoint globals.
         from mmengine.runner import load_checkpoint
         try:
             load_checkpoint(
