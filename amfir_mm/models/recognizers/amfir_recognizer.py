@@ -11,7 +11,8 @@ from mmengine.model import BaseModel, ModuleDict
 from ..fusion import FUSION_MODES, fuse_posteriors
 from ..heads import (episode_shape, gather_videos, split_episode,
                      split_episode_index)
-from ..utils import first_conv, pretrained_input_channels, set_input_channels
+from ..utils import (first_conv, loads_pretrained, pretrained_at_build,
+                     pretrained_input_channels, set_input_channels)
 
 ALL_MODALITIES = ('rgb', 'flow')
 DEFAULT_IN_CHANNELS = dict(rgb=3, flow=2)
@@ -65,7 +66,8 @@ class AMFIRRecognizer(BaseModel):
 
     The flow branch's backbone takes ``in_channels`` (2) inputs: its first
     convolution is adapted at build time and pretrained RGB weights are
-    cross-modality averaged in :meth:`init_weights` (see
+    cross-modality averaged in :meth:`init_weights`; from scratch, each
+    input channel has its own random kernel (see
     :mod:`amfir_mm.models.utils.cross_modality`).  Load a whole trained
     AMFIR checkpoint with ``load_from``.
 
@@ -136,9 +138,11 @@ class AMFIRRecognizer(BaseModel):
             cfg.update(copy.deepcopy(dict(branch_cfgs[m])))
             self.in_channels[m] = cfg.pop('in_channels',
                                           DEFAULT_IN_CHANNELS[m])
+            built_pretrained = pretrained_at_build(cfg.get('backbone') or {})
             branch = MODELS.build(cfg)
+            # a pretrained kernel is averaged, a random one re-initialised
             set_input_channels(first_conv(branch.backbone),
-                               self.in_channels[m])
+                               self.in_channels[m], average=built_pretrained)
             self.branches[m] = branch
 
         multimodal = len(self.modalities) > 1
@@ -156,10 +160,12 @@ class AMFIRRecognizer(BaseModel):
 
     def init_weights(self) -> None:
         """Initialise as usual, loading pretrained RGB weights into the
-        non-RGB branches by cross-modality averaging."""
+        non-RGB branches by cross-modality averaging (branches trained from
+        scratch keep a first convolution initialised for their inputs)."""
         with ExitStack() as stack:
             for m, branch in self.branches.items():
-                if self.in_channels[m] != self.pretrained_in_channels:
+                if (self.in_channels[m] != self.pretrained_in_channels
+                        and loads_pretrained(branch.backbone)):
                     stack.enter_context(pretrained_input_channels(
                         branch.backbone, self.in_channels[m],
                         self.pretrained_in_channels))

@@ -24,21 +24,59 @@ class FewShotRecognizer(Recognizer2D):
                      **kwargs) -> tuple:
         """Per-frame features.
 
+        In test mode with ``test_cfg.max_testing_views`` set, the backbone
+        runs on chunks of at most that many frames (MMAction2's "views":
+        the ``B * V * T`` flattened frames) to bound memory, as
+        ``Recognizer2D`` does; the features are the same.
+
         Args:
             inputs: ``(B, V * T, C, H, W)`` normalised frames of ``B``
                 episodes of ``V`` videos of ``T`` frames.
+            test_mode: chunk by ``test_cfg.max_testing_views`` if set.
 
         Returns:
             tuple: ``(B, V * T, C')`` spatially pooled backbone features and
             an empty kwargs dict.
         """
         batch, frames = inputs.shape[:2]
+        views = self._max_testing_views() if test_mode else None
+        if views:
+            chunks = inputs.flatten(0, 1).split(views)
+            x = torch.cat([self._frame_feats(c[None]) for c in chunks])
+        else:
+            x = self._frame_feats(inputs)
+        return x.reshape(batch, frames, -1), dict()
+
+    def _max_testing_views(self) -> Optional[int]:
+        """``test_cfg.max_testing_views`` (``None`` if unset), checked.
+
+        ``Recognizer2D.extract_feat`` cannot chunk for us: its ``test_mode``
+        path calls ``self.backbone.get('num_segments')``, which an
+        ``nn.Module`` backbone does not have (mmaction2 1.2.0).
+        """
+        views = (self.test_cfg or {}).get('max_testing_views', None)
+        if not views:
+            return None
+        if not isinstance(views, int) or views < 1:
+            raise ValueError('test_cfg.max_testing_views must be a positive '
+                             f'int, got {views!r}')
+        segments = getattr(self.backbone, 'num_segments', None)
+        if segments and views % segments:
+            raise ValueError(
+                f'test_cfg.max_testing_views ({views}) must be a multiple of '
+                f"the backbone's num_segments ({segments}): a chunk holds "
+                'whole videos')
+        return views
+
+    def _frame_feats(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(B, N, C, H, W)`` frames -> ``(B * N, C')`` pooled features
+        (the backbone run as by ``Recognizer2D``)."""
         x, _ = super().extract_feat(inputs, stage='backbone')
         if isinstance(x, (tuple, list)):  # multi-stage backbones: last one
             x = x[-1]
-        if x.dim() == 4:  # (B * V * T, C', h, w)
-            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return x.reshape(batch, frames, -1), dict()
+        if x.dim() == 4:  # (B * N, C', h, w)
+            x = F.adaptive_avg_pool2d(x, 1)
+        return x.flatten(1)
 
     @torch.no_grad()
     def embed_videos(self, data: dict) -> torch.Tensor:

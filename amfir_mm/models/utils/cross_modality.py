@@ -13,6 +13,12 @@ backbones' own pretrained loading (``pretrained=``, ``pretrained2d``,
 convolution is temporarily given the 3 input channels the checkpoint has
 (:func:`pretrained_input_channels`), and is averaged back afterwards.
 
+The average is for pretrained kernels only.  A backbone trained from scratch
+gets a first convolution freshly initialised for ``C_in`` inputs: averaging
+a random 3-channel kernel would start every input channel (flow x and y)
+with the same kernel.  :func:`loads_pretrained` and
+:func:`pretrained_at_build` tell the two apart.
+
 The kernel is resized in place (``param.data``): the ``nn.Parameter`` object
 stays the same, as MMEngine's ``init_weights`` bookkeeping and any optimiser
 built before initialisation require.
@@ -37,12 +43,16 @@ def first_conv(backbone: nn.Module) -> nn.Conv2d:
                     'to the input channels')
 
 
-def set_input_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """Give ``conv`` ``in_channels`` inputs by cross-modality averaging.
+def set_input_channels(conv: nn.Conv2d, in_channels: int,
+                       average: bool = True) -> nn.Conv2d:
+    """Give ``conv`` ``in_channels`` inputs.
 
-    The new kernel ``(C_out, in_channels, k, k)`` is the old kernel's mean
-    over its input channels, repeated ``in_channels`` times (TSN).  A
-    no-op when the channel count is already right.
+    With ``average`` (a pretrained kernel) the new kernel ``(C_out,
+    in_channels, k, k)`` is the old kernel's mean over its input channels,
+    repeated ``in_channels`` times (TSN's cross-modality initialisation).
+    Without it (a random kernel) the convolution is re-initialised for the
+    new shape (``nn.Conv2d.reset_parameters``: every input channel its own
+    kernel).  A no-op when the channel count is already right.
 
     Returns:
         The same (modified) convolution.
@@ -59,12 +69,44 @@ def set_input_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
               if conv.weight.is_contiguous(memory_format=torch.channels_last)
               and not conv.weight.is_contiguous() else torch.contiguous_format)
     with torch.no_grad():
-        mean = conv.weight.data.mean(dim=1, keepdim=True)
-        conv.weight.data = mean.repeat(1, in_channels, 1, 1).contiguous(
-            memory_format=layout)
+        if average:
+            mean = conv.weight.data.mean(dim=1, keepdim=True)
+            kernel = mean.repeat(1, in_channels, 1, 1)
+        else:
+            kernel = conv.weight.data.new_empty(
+                (conv.out_channels, in_channels) + conv.weight.shape[2:])
+        conv.weight.data = kernel.contiguous(memory_format=layout)
     conv.weight.grad = None
     conv.in_channels = in_channels
+    if not average:
+        conv.reset_parameters()
     return conv
+
+
+def loads_pretrained(backbone: nn.Module) -> bool:
+    """Whether ``backbone.init_weights()`` loads a checkpoint: a set
+    ``pretrained`` attribute (MMAction2's ``ResNet``, ``ResNetTSM``,
+    ``MobileNetV2``, amfir-mm's ``EfficientNetLite``) or an ``init_cfg`` of
+    type ``'Pretrained'`` (MMEngine / mmpretrain backbones)."""
+    if getattr(backbone, 'pretrained', None):
+        return True
+    init_cfg = getattr(backbone, 'init_cfg', None)
+    init_cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [
+        init_cfg]
+    return any(isinstance(c, dict) and c.get('type') == 'Pretrained'
+               for c in init_cfgs)
+
+
+def pretrained_at_build(backbone_cfg: dict) -> bool:
+    """Whether a backbone config's constructor already loads pretrained
+    weights: MMAction2's ``torchvision.`` / ``timm.`` wrappers with
+    ``pretrained`` / ``weights`` set (they are built with their weights;
+    other backbones load theirs in ``init_weights``)."""
+    kind = backbone_cfg.get('type')
+    return (isinstance(kind, str)
+            and kind.startswith(('torchvision.', 'timm.'))
+            and bool(backbone_cfg.get('pretrained')
+                     or backbone_cfg.get('weights')))
 
 
 @contextmanager
