@@ -408,3 +408,30 @@ def test_mmflow_batched_postprocess_guard(raft, monkeypatch, fresh_compat):
     _versions(monkeypatch, mmflow='1.1.0')
     assert compat.fix_mmflow_batched_postprocess(raft) == 0
     assert compat.applied() == {}
+
+
+# ------------------------------------------------- user-facing messages
+
+
+def test_no_user_facing_text_points_at_developer_notes():
+    """``STACK.md`` lives in the developers' ../shared, not in the project:
+    messages and docstrings point at the README's "Why these pins"."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ('amfir_mm', 'tools', 'configs')
+        for path in (root / folder).rglob('*')
+        if path.suffix in ('.py', '.sh') and 'STACK.md' in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_tvl1_without_contrib_says_how_to_repair(monkeypatch):
+    import cv2
+
+    from amfir_mm.flow import TVL1FlowEstimator
+    monkeypatch.delattr(cv2, 'optflow', raising=False)
+    with pytest.raises(ImportError, match='opencv-contrib-python') as info:
+        TVL1FlowEstimator()
+    assert 'Why these pins' in str(info.value)
+    assert 'README.md' in str(info.value)

@@ -145,8 +145,11 @@ class TVL1FlowEstimator(_OpenCVFlowEstimator):
                  epsilon: float = 0.01,
                  **kwargs) -> None:
         if not hasattr(cv2, 'optflow'):
-            raise ImportError('TVL1FlowEstimator needs cv2.optflow: install '
-                              'opencv-contrib-python (see STACK.md)')
+            raise ImportError(
+                'TVL1FlowEstimator needs cv2.optflow, which only '
+                'opencv-contrib-python has: pip install --no-deps '
+                '--force-reinstall opencv-contrib-python==5.0.0.93 (see '
+                '"Why these pins" in README.md)')
         self.nscales = int(nscales)
         self.warps = int(warps)
         self.epsilon = float(epsilon)
