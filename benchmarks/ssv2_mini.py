@@ -1,7 +1,9 @@
-"""RGB vs flow vs late fusion vs AMFIR on real frames, few-shot.
+"""RGB vs flow vs fusion vs AMFIR on real frames, few-shot: controls,
+one-piece ablations and class cross-validation.
 
     python benchmarks/ssv2_mini.py --train-root DIR --eval-root DIR \\
-        --shots K --episodes N --work-dir DIR --out RESULT.json [--quick]
+        --shots K --episodes N --work-dir DIR --out RESULT.json \\
+        [--folds F] [--ablations] [--quick]
 
 Each root is a folder of class folders of video folders of RGB frames
 (``<root>/<class>/<video_id>/00000001.jpg ...``), e.g.
@@ -10,35 +12,60 @@ Each root is a folder of class folders of video folders of RGB frames
 1. extracts optical flow for both roots with the project's own extractor
    (:func:`amfir_mm.flow.extraction.run_extraction`, cached in
    ``WORK_DIR/flow_<method>/``; a rerun skips finished videos);
-2. meta-trains three models on the train root only, with the same budget
-   (config ``configs/ssv2mini/amfir_effl0_112_5way1shot.py``: ImageNet
-   EfficientNet-Lite0 per modality, last stages trained, prototype heads):
-   an RGB-only model, a flow-only model and the full AMFIR model
-   (ASI + AMD + AMI);
-3. embeds every eval video once per model (the cached meta-test loop) and
-   scores ``N`` fixed-seed 5-way K-shot episodes of the eval root, the same
-   episodes for every variant:
+2. embeds every video once per modality with the config's frozen ImageNet
+   backbones (``configs/ssv2mini/amfir_effl0_112_5way1shot.py``): the test
+   view (centre crop) and ``--views`` augmented training views drawn by the
+   training pipeline (its only randomness here is ``MultiScaleCrop``'s
+   scale and corner: the 8-frame videos make ``SampleFrames`` fixed), cached
+   in ``WORK_DIR/embeddings_*.pth`` for every fold and shot setting.  The
+   backbones train nothing (``frozen_stages`` covers every stage, BN in eval
+   mode; the script stops if a backbone parameter would train), so the
+   models differ only in what trains on top: the head temperatures and the
+   ASI net;
+3. per *fold* (``--folds 0``: one fold, train root -> eval root;
+   ``--folds F``: the classes of both roots pooled, ``F`` fixed splits into
+   ``num_ways`` evaluation classes and the rest for meta-training),
+   meta-trains each model for ``--iters`` episodes of the training classes
+   on the cached features (the config's optimiser and schedule, one
+   augmented view drawn per video and episode) and scores ``N`` fixed-seed
+   5-way K-shot episodes of the evaluation classes, the same episodes for
+   every variant:
 
-   ``rgb`` / ``flow`` (the single-modality models), ``late_fusion`` (mean of
-   their posteriors), ``amfir`` (AMFIR's fused posterior), ``amfir_rgb`` /
-   ``amfir_flow`` (AMFIR's own branches), ``amfir_average`` (AMFIR's
-   branches averaged, i.e. AMI switched off) and ``oracle`` (a query counts
-   if either AMFIR branch is right);
-4. writes ``RESULT.json``: per variant ``{"acc", "ci95"}`` (mean episode
-   accuracy and the 1.96·std/√n half-width, in %), the paired differences
-   ``amfir - best single`` and ``amfir - late_fusion`` with a 95% interval
-   from a bootstrap over *videos*, ASI's choices, the episode count, seed,
-   flow cost and the wall time of each phase.
+   ``rgb`` / ``flow`` (single-modality models), ``late_fusion`` (mean of
+   their posteriors), ``loglinear_uniform`` (their uniform log-linear
+   fusion: the fusion rule alone), ``loglinear_global`` (log-linear with one
+   weight fitted, by NLL, on episodes of the *training* classes of the
+   fold), ``amfir`` (ASI + AMD + AMI), ``amfir_rgb`` / ``amfir_flow`` (its
+   branches), controls on the same AMFIR model: ``amfir_no_ami`` (test-time
+   ``pi = 1/2``, same log-linear rule), ``amfir_mean_pi`` (every query's
+   ``pi`` replaced by the mean ``pi`` of the fold's test queries),
+   ``amfir_shuffled_pi`` (``pi`` permuted across the fold's test queries),
+   and ``oracle`` (either AMFIR branch right).  ``--ablations`` adds models
+   that change one thing each: ``amfir_no_asi`` (``pi = 1/2`` at training
+   and test, same rule), ``amfir_no_amd`` (no AMD loss) and
+   ``amfir_mixture`` (mixture fusion instead of log-linear, training and
+   test);
+4. writes ``RESULT.json``: per variant the mean accuracy over folds with a
+   95% interval from a bootstrap over folds and videos (and, per fold, the
+   accuracy and episode CI), the paired differences ``amfir - variant``
+   with the same bootstrap, ASI's selection skill on the queries where
+   exactly one modality is right (base rates, balanced accuracy, AUROC of
+   ``pi_flow``), the trainable parameters of every model, the fitted global
+   weights, the folds, and the wall time of each phase.
 
-``--quick`` (CI): DIS flow, 20 training episodes per model, 200 episodes.
+``--quick`` (CI): DIS flow, 1 training view, 20 training episodes per
+model, 200 episodes.
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import platform
+import random
 import sys
 import time
+from itertools import combinations
 
 import numpy as np
 import torch
@@ -47,48 +74,137 @@ from mmengine.config import DictAction
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 CONFIG = osp.join(ROOT, 'configs/ssv2mini/amfir_effl0_112_5way1shot.py')
-MODELS = dict(rgb=('rgb', ), flow=('flow', ), amfir=('rgb', 'flow'))
+# trained models: name -> overrides of cfg.model (each ablation changes
+# one thing of 'amfir')
+MODELS = dict(rgb=dict(modalities=['rgb']), flow=dict(modalities=['flow']),
+              amfir=dict())
+ABLATIONS = dict(amfir_no_asi=dict(reliability='uniform'),
+                 amfir_no_amd=dict(loss_amd=None),
+                 amfir_mixture=dict(fusion='mixture'))
 FLOW_METHODS = dict(tvl1=dict(type='TVL1FlowEstimator'),
                     dis=dict(type='DISFlowEstimator', preset='medium'))
 SINGLE = ('rgb', 'flow', 'amfir_rgb', 'amfir_flow')
+NUM_WAYS = 5
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument('--train-root', required=True)
-    parser.add_argument('--eval-root', required=True)
+    parser.add_argument('--train-root')
+    parser.add_argument('--eval-root')
     parser.add_argument('--shots', type=int, default=1)
-    parser.add_argument('--episodes', type=int, default=2000)
-    parser.add_argument('--work-dir', required=True)
-    parser.add_argument('--out', required=True)
+    parser.add_argument('--episodes', type=int, default=2000,
+                        help='evaluation episodes per fold')
+    parser.add_argument('--work-dir')
+    parser.add_argument('--out')
     parser.add_argument('--quick', action='store_true',
-                        help='CI mode: DIS flow, 20 training episodes, '
-                        '200 test episodes (noisy)')
+                        help='CI mode: DIS flow, 1 training view, 20 '
+                        'training episodes, 200 test episodes (noisy)')
     parser.add_argument('--config', default=CONFIG)
     parser.add_argument('--flow', choices=sorted(FLOW_METHODS),
                         help='flow method (default tvl1; dis with --quick)')
     parser.add_argument('--iters', type=int,
                         help='training episodes per model (default: the '
                         "config's max_iters for 1 shot, a third of it for "
-                        'more shots: a 5-shot episode holds 2.3x the videos '
-                        'and trained 2.7x slower here, and a third keeps the '
-                        '5-shot run inside the 25-minute budget; 0 = no '
-                        'training)')
+                        'more shots, as the earlier backbone-pass runs; '
+                        '0 = no training)')
+    parser.add_argument('--folds', type=int, default=0,
+                        help='0: one fold, train root -> eval root; F > 0: '
+                        'pool the classes of both roots and rotate over F '
+                        'fixed splits (5 evaluation classes, the rest for '
+                        'meta-training)')
+    parser.add_argument('--fold-seed', type=int, default=0,
+                        help='seed of the fold splits')
+    parser.add_argument('--ablations', action='store_true',
+                        help='also train the one-piece ablations '
+                        f'({", ".join(ABLATIONS)})')
+    parser.add_argument('--views', type=int,
+                        help='augmented training views cached per video '
+                        '(default 4; 1 with --quick)')
+    parser.add_argument('--fit-episodes', type=int, default=500,
+                        help='training-class episodes on which '
+                        'loglinear_global fits its weight')
     parser.add_argument('--seed', type=int, default=3,
                         help='seed of the evaluation episodes')
     parser.add_argument('--bootstrap', type=int, default=2000,
-                        help='bootstrap replicates over videos')
+                        help='bootstrap replicates over folds and videos')
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='config overrides key=value (as tools/train.py)')
+    parser.add_argument('--report', nargs='+', metavar='RESULT.json',
+                        help='print the Markdown tables of these results '
+                        '(one per shot setting) and exit')
     args = parser.parse_args(argv)
+    if args.report:
+        return args
+    missing = [f'--{name.replace("_", "-")}' for name in
+               ('train_root', 'eval_root', 'work_dir', 'out')
+               if getattr(args, name) is None]
+    if missing:
+        parser.error(f'the following arguments are required: '
+                     f'{", ".join(missing)}')
     if args.flow is None:
         args.flow = 'dis' if args.quick else 'tvl1'
+    if args.views is None:
+        args.views = 1 if args.quick else 4
     if args.quick:
         args.iters = 20 if args.iters is None else args.iters
         args.episodes = min(args.episodes, 200)
+    for name in ('views', 'episodes', 'fit_episodes', 'shots'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    if args.folds < 0:
+        parser.error(f'--folds must be >= 0, got {args.folds}')
     return args
+
+
+def class_names(root: str) -> list:
+    if not osp.isdir(root):
+        raise FileNotFoundError(f'root not found: {root}')
+    return sorted(d for d in os.listdir(root)
+                  if osp.isdir(osp.join(root, d)))
+
+
+def make_folds(classes: list, folds: int, ways: int = NUM_WAYS,
+               seed: int = 0) -> list:
+    """``folds`` fixed ``(train_classes, eval_classes)`` splits of the
+    pooled ``classes``: ``ways`` evaluation classes, the rest for
+    meta-training.  Splits come in complementary pairs where possible
+    (fold ``2i + 1`` evaluates on fold ``2i``'s training classes), so that
+    with an even count and ``2 * ways`` classes every class is evaluated
+    equally often; all splits when ``folds`` is their number.
+
+    Raises:
+        ValueError: fewer than ``2 * ways`` classes (an episode needs
+            ``ways`` classes on either side), or more folds than splits.
+    """
+    n = len(classes)
+    if n < 2 * ways:
+        raise ValueError(
+            f'--folds needs at least {2 * ways} classes ({ways} to '
+            f'meta-train on and {ways} to evaluate on in {ways}-way '
+            f'episodes); the two roots hold {n}: {classes}')
+    possible = math.comb(n, ways)
+    if folds > possible:
+        raise ValueError(f'--folds {folds}: {n} classes give only '
+                         f'{possible} different {ways}-class evaluation '
+                         'sets')
+    everything = list(combinations(range(n), ways))
+    if folds == possible:
+        chosen = everything
+    else:
+        rng = np.random.default_rng(seed)
+        chosen, seen = [], set()
+        for idx in rng.permutation(len(everything)):
+            if len(chosen) >= folds:
+                break
+            split = everything[idx]
+            rest = tuple(c for c in range(n) if c not in split)
+            for cand in ((split, rest) if len(rest) == ways else (split, )):
+                if cand not in seen and len(chosen) < folds:
+                    seen.add(cand)
+                    chosen.append(cand)
+    return [(sorted(set(range(n)) - set(ev)), sorted(ev)) for ev in chosen]
 
 
 # -- 1. flow ---------------------------------------------------------------
@@ -109,59 +225,200 @@ def extract_flow(src: str, out: str, method: str, workers: int) -> dict:
                 fields=sum(max(r.total_frames - 1, 0) for r in computed))
 
 
-# -- 2. models -------------------------------------------------------------
-def build_config(args, name: str, train_frames: str, eval_frames: str):
+# -- 2. videos and their cached embeddings --------------------------------
+class VideoList:
+    """The part of a video dataset :class:`EpisodicDataset` reads (labels
+    and ids), for episodes over a subset of the pooled videos."""
+
+    def __init__(self, keys, labels, classes, origin: str) -> None:
+        self.ann_file = origin
+        self.metainfo = dict(classes=tuple(classes))
+        self._infos = [dict(video_id=k, label=int(lab))
+                       for k, lab in zip(keys, labels)]
+
+    def full_init(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def get_data_info(self, idx: int) -> dict:
+        return dict(self._infos[idx])
+
+
+def load_config(args):
     from mmengine.config import Config
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = osp.join(args.work_dir, f'{args.shots}shot', name)
-    cfg.experiment_name = name
-    cfg.model.modalities = list(MODELS[name])
-    iters = args.iters
-    if iters is None:
-        iters = cfg.train_cfg.max_iters // (1 if args.shots == 1 else 3)
-    cfg.train_cfg.max_iters = max(iters, 1)
-    cfg.train_cfg.val_interval = iters + 1
+    return cfg
+
+
+def video_datasets(cfg, frames: dict) -> dict:
+    """Per split (``train``/``eval`` root) the video dataset with the test
+    and with the training pipeline."""
+    from mmaction.registry import DATASETS
+    out = {}
+    for split, root in frames.items():
+        out[split] = {}
+        for mode, loader in (('test', cfg.test_dataloader),
+                             ('train', cfg.train_dataloader)):
+            ds_cfg = loader.dataset.dataset.copy()
+            ds_cfg.update(data_prefix=dict(img=root), ann_file='')
+            out[split][mode] = DATASETS.build(ds_cfg)
+    return out
+
+
+def pool_videos(datasets: dict) -> dict:
+    """All videos of both roots: ``keys`` (``split/video_id``), pooled
+    ``labels`` (index into ``classes``, the sorted class names of both
+    roots), ``split`` and ``index`` (position in that root's dataset)."""
+    entries = []
+    for split, modes in datasets.items():
+        ds = modes['test']
+        names = ds.metainfo['classes']
+        for i in range(len(ds)):
+            info = ds.get_data_info(i)
+            entries.append((split, i, f'{split}/{info["video_id"]}',
+                            names[info['label']]))
+    classes = sorted({e[3] for e in entries})
+    return dict(keys=[e[2] for e in entries], split=[e[0] for e in entries],
+                index=[e[1] for e in entries], classes=classes,
+                labels=np.asarray([classes.index(e[3]) for e in entries]))
+
+
+def build_model(cfg, overrides: dict, pretrained: bool = False):
+    """The config's model with ``overrides`` of ``cfg.model``.  Only the
+    embedding model loads the ImageNet weights (``pretrained``): the
+    trained models run on the cached features, and ``init_weights`` leaves
+    their heads and ASI net as built."""
+    from mmaction.registry import MODELS as REGISTRY
+    model_cfg = cfg.model.copy()
+    for key, value in overrides.items():
+        model_cfg[key] = value
+    model = REGISTRY.build(model_cfg)
+    if pretrained:
+        model.init_weights()
+    return model
+
+
+def trainable_parameters(model) -> dict:
+    """Trainable parameter counts of ``model`` (in train mode) by part;
+    raises if a backbone parameter trains (the cached features would then
+    be stale)."""
+    model.train()
+    parts = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            part = '.'.join(name.split('.')[:3]) if name.startswith(
+                'branches.') else name.split('.')[0]
+            parts[part] = parts.get(part, 0) + param.numel()
+    backbone = {k: v for k, v in parts.items() if '.backbone' in k}
+    if backbone:
+        raise RuntimeError(
+            f'the config trains backbone parameters {backbone}: the cached '
+            'features of this benchmark need frozen backbones '
+            '(frozen_stages covering every stage, norm_eval=True)')
+    return dict(total=sum(parts.values()), parts=parts)
+
+
+@torch.no_grad()
+def embed(model, datasets: dict, pool: dict, views: int, seed: int = 0,
+          batch: int = 10) -> dict:
+    """Per-frame features of every pooled video: ``test`` modality ->
+    ``(num_videos, T, C)`` and ``train`` modality -> ``(views, num_videos,
+    T, C)``, view ``v`` of video ``i`` drawn by the training pipeline
+    under the seed ``(seed, v, i)``."""
+    from mmengine.dataset import pseudo_collate
+    model.eval()
+    out = {}
+    for mode, count in (('test', 1), ('train', views)):
+        per_view = []
+        for v in range(count):
+            feats = []
+            for first in range(0, len(pool['keys']), batch):
+                items = []
+                for i in range(first, min(first + batch, len(pool['keys']))):
+                    state = hash((seed, v, i)) % 2**32
+                    random.seed(state)
+                    np.random.seed(state)
+                    ds = datasets[pool['split'][i]][mode]
+                    items.append(ds.prepare_data(pool['index'][i]))
+                feats.append(model.embed_videos(pseudo_collate(items)))
+            per_view.append({m: torch.cat([f[m] for f in feats])
+                             for m in feats[0]})
+        out[mode] = ({m: per_view[0][m] for m in per_view[0]}
+                     if mode == 'test' else
+                     {m: torch.stack([p[m] for p in per_view])
+                      for m in per_view[0]})
+    return out
+
+
+def cached_embeddings(path: str, compute, keys: list, views: int) -> dict:
+    if osp.isfile(path):
+        saved = torch.load(path, map_location='cpu', weights_only=True)
+        if saved['video_keys'] == keys and saved['views'] == views:
+            print(f'loaded the embeddings of {len(keys)} videos from {path}',
+                  flush=True)
+            return saved
+        print(f'{path} holds other videos or views; recomputing',
+              flush=True)
+    feats = compute()
+    saved = dict(video_keys=keys, views=views, **feats)
+    torch.save(saved, path)
+    return saved
+
+
+# -- 3. training and episodes on cached features ---------------------------
+def episodes_of(pool: dict, videos: np.ndarray, shots: int, queries: int,
+                num: int, seed: int, origin: str):
+    from amfir_mm.datasets import EpisodicDataset
+    return EpisodicDataset(
+        VideoList([pool['keys'][v] for v in videos], pool['labels'][videos],
+                  pool['classes'], origin),
+        num_ways=NUM_WAYS, num_shots=shots, num_queries=queries,
+        num_episodes=num, seed=seed, check_frame_dirs=False)
+
+
+def train_cached(cfg, model, views: dict, pool: dict, videos: np.ndarray,
+                 shots: int, iters: int, seed: int) -> float:
+    """Meta-train ``model`` for ``iters`` episodes of ``videos`` on their
+    cached training views (one drawn per video and episode) with the
+    config's optimiser and schedule; returns the seconds taken."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+    start = time.monotonic()
+    if iters <= 0:
+        return 0.0
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    scheds = []
     for sched in cfg.get('param_scheduler', None) or []:
+        sched = dict(sched, optimizer=optim)
         if 'T_max' in sched:
-            sched['T_max'] = max(iters, 1)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1,
-                                        save_last=True, by_epoch=False)
-    cfg.default_hooks.logger.interval = max(1, min(25, iters // 4))
-    for loader, frames in ((cfg.train_dataloader, train_frames),
-                           (cfg.test_dataloader, eval_frames)):
-        loader.dataset.num_shots = args.shots
-        loader.dataset.dataset.data_prefix = dict(img=frames)
-        loader.dataset.dataset.ann_file = ''
-        loader.num_workers = args.workers
-        loader.persistent_workers = False
-    cfg.test_dataloader.dataset.num_episodes = args.episodes
-    cfg.test_dataloader.dataset.seed = args.seed
-    cfg.test_evaluator = dict(type='FewShotAccuracy')
-    return cfg, iters
+            sched['T_max'] = iters
+        scheds.append(PARAM_SCHEDULERS.build(sched))
+    episodes = episodes_of(pool, videos, shots,
+                           cfg.train_dataloader.dataset.num_queries, iters,
+                           seed, 'training classes')
+    rng = np.random.default_rng(seed)
+    num_views = next(iter(views.values())).shape[0]
+    model.train()
+    for it in range(iters):
+        order, sample = episodes.episode_sample(it)
+        vids = torch.as_tensor(videos[order])
+        pick = torch.as_tensor(rng.integers(num_views, size=len(vids)))
+        feats = {m: views[m][pick, vids].flatten(0, 1)[None]
+                 for m in model.modalities}
+        out = model.episode_outputs(feats, [sample])[0]
+        loss, _ = model.parse_losses(model.episode_losses(
+            out, sample.gt_label))
+        optim.update_params(loss)
+        for sched in scheds:
+            sched.step()
+    model.eval()
+    return time.monotonic() - start
 
 
-def train_and_embed(cfg, iters: int):
-    """Train (``iters`` > 0) and return the cached eval features and loop.
-    """
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
-    start = time.monotonic()
-    if iters > 0:
-        runner.train()
-    else:
-        runner.model.init_weights()
-    train_s = time.monotonic() - start
-    loop = runner.test_loop
-    runner.model.eval()
-    start = time.monotonic()
-    features = loop.embed_all_videos()
-    return runner, loop, features, train_s, time.monotonic() - start
-
-
-# -- 3. episodes -----------------------------------------------------------
 @torch.no_grad()
 def predict_all(model, dataset, features, chunk: int = 250) -> dict:
     """Posteriors of every episode: ``{key: (E, M, N)}``, the labels
@@ -169,6 +426,7 @@ def predict_all(model, dataset, features, chunk: int = 250) -> dict:
     ``(E, N * K)``."""
     scores, labels, queries, supports = {}, [], [], []
     n_support = dataset.num_ways * dataset.num_shots
+    model.eval()
     cache = model.cache_videos(features)
     for first in range(0, len(dataset), chunk):
         orders, samples = zip(*(dataset.episode_sample(idx) for idx in range(
@@ -188,30 +446,122 @@ def predict_all(model, dataset, features, chunk: int = 250) -> dict:
     return out
 
 
-def variant_scores(preds: dict) -> dict:
+def fuse(posteriors: list, weights: np.ndarray, mode: str) -> np.ndarray:
+    """AMI's rule (:func:`amfir_mm.models.fusion.fuse_posteriors`) on
+    ``S`` posteriors ``(E, M, N)`` with weights ``(E, M, S)`` (or ``(S,)``
+    for every query); returns the fused posteriors ``(E, M, N)``."""
+    from amfir_mm.models.fusion import fuse_posteriors
+    log_p = torch.from_numpy(np.stack(posteriors, axis=2)).double()
+    log_p = log_p.clamp_min(1e-300).log()  # (E, M, S, N)
+    w = torch.as_tensor(np.broadcast_to(weights, log_p.shape[:3]).copy(),
+                        dtype=torch.float64)
+    fused = fuse_posteriors(log_p.flatten(0, 1), w.flatten(0, 1), mode)
+    return fused.unflatten(0, log_p.shape[:2]).exp().numpy()
+
+
+def fit_global_weight(rgb: dict, flow: dict) -> float:
+    """The weight of rgb in ``w log p_rgb + (1 - w) log p_flow`` that
+    minimises the NLL of the labels, on a 0.01 grid."""
+    grid = np.linspace(0, 1, 101)
+    labels = rgb['labels']
+    nll = []
+    for w in grid:
+        fused = fuse([rgb['pred_score'], flow['pred_score']],
+                     np.array([w, 1 - w]), 'log_linear')
+        picked = np.take_along_axis(fused, labels[..., None], -1)
+        nll.append(-np.log(np.maximum(picked, 1e-300)).mean())
+    return float(grid[int(np.argmin(nll))])
+
+
+def variant_scores(preds: dict, w_rgb: float, fusion: str,
+                   seed: int = 0) -> dict:
     """``(E, M, N)`` posteriors of every variant (see the module doc)."""
     amfir = preds['amfir']
-    scores = dict(rgb=preds['rgb']['pred_score'],
-                  flow=preds['flow']['pred_score'],
-                  amfir=amfir['pred_score'], amfir_rgb=amfir['rgb_score'],
-                  amfir_flow=amfir['flow_score'])
-    scores['late_fusion'] = 0.5 * (scores['rgb'] + scores['flow'])
-    scores['amfir_average'] = 0.5 * (scores['amfir_rgb'] +
-                                     scores['amfir_flow'])
+    rgb, flow = preds['rgb']['pred_score'], preds['flow']['pred_score']
+    branches = [amfir['rgb_score'], amfir['flow_score']]
+    pi = amfir['reliability']  # (E, M, 2): rgb, flow
+    recomputed = fuse(branches, pi, fusion)
+    if not np.allclose(recomputed, amfir['pred_score'], atol=1e-4):
+        raise AssertionError('re-fusing AMFIR branches with its pi does not '
+                             'give its prediction')
+    rng = np.random.default_rng(seed)
+    shuffled = pi.reshape(-1, 2)[rng.permutation(pi.shape[0] * pi.shape[1])]
+    scores = dict(
+        rgb=rgb, flow=flow, late_fusion=fuse([rgb, flow], 0.5, 'mixture'),
+        loglinear_uniform=fuse([rgb, flow], 0.5, 'log_linear'),
+        loglinear_global=fuse([rgb, flow], np.array([w_rgb, 1 - w_rgb]),
+                              'log_linear'),
+        amfir=amfir['pred_score'], amfir_rgb=branches[0],
+        amfir_flow=branches[1],
+        amfir_no_ami=fuse(branches, 0.5, fusion),
+        amfir_mean_pi=fuse(branches, pi.reshape(-1, 2).mean(0), fusion),
+        amfir_shuffled_pi=fuse(branches, shuffled.reshape(pi.shape), fusion))
+    for name in ABLATIONS:
+        if name in preds:
+            scores[name] = preds[name]['pred_score']
     return scores
+
+
+# -- 4. statistics ---------------------------------------------------------
+def bootstrap_folds(values: list, queries: list, supports: list,
+                    num_videos: int, replicates: int, seed: int = 0,
+                    chunk: int = 100) -> tuple:
+    """Means over folds of ``K`` per-query statistics, and their bootstrap
+    replicates over folds *and* videos.
+
+    Each replicate redraws the videos with replacement (counts ``c_v``,
+    shared by all folds: a video sits in several folds' evaluation sets)
+    and weights each query by ``c_query * mean(c_support)`` of its episode:
+    the first-order effect of redrawing episodes from the resampled video
+    set.  With several folds it also redraws the folds with replacement
+    (counts ``f``), and the replicate is ``sum_f f_f * mean_f / F``.
+
+    Args:
+        values: ``F`` arrays ``(K, E_f, M)``, per fold the statistics of
+            its queries (e.g. 0/1 correctness of ``K`` variants).
+        queries: ``F`` arrays ``(E_f, M)`` of query video indices;
+            supports ``F`` arrays ``(E_f, S)``; indices in
+            ``0..num_videos-1``.
+
+    Returns:
+        tuple: ``observed`` ``(K,)`` (mean over folds of the fold means)
+        and ``replicates`` ``(B, K)``.
+    """
+    rng = np.random.default_rng(seed)
+    folds = len(values)
+    counts = rng.multinomial(num_videos, np.full(num_videos, 1 / num_videos),
+                             size=replicates).astype(np.float64)  # (B, V)
+    fold_counts = (rng.multinomial(folds, np.full(folds, 1 / folds),
+                                   size=replicates).astype(np.float64)
+                   if folds > 1 else np.ones((replicates, 1)))
+    stats = np.zeros((replicates, values[0].shape[0]))
+    for f, (vals, q, s) in enumerate(zip(values, queries, supports)):
+        flat = vals.reshape(vals.shape[0], -1).astype(np.float64).T
+        for lo in range(0, replicates, chunk):
+            c = counts[lo:lo + chunk]
+            weight = (c[:, q] * c[:, s].mean(-1)[:, :, None]).reshape(
+                c.shape[0], -1)  # (b, E * M)
+            fold_stat = (weight @ flat) / np.maximum(
+                weight.sum(1, keepdims=True), 1e-12)
+            stats[lo:lo + chunk] += fold_counts[lo:lo + chunk, f, None] * \
+                fold_stat
+    observed = np.mean([v.reshape(v.shape[0], -1).mean(1) for v in values],
+                       axis=0)
+    return observed, stats / folds
+
+
+def interval(observed: float, replicates: np.ndarray) -> dict:
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return dict(diff=round(100 * float(observed), 2),
+                ci95=[round(100 * float(low), 2), round(100 * float(high), 2)],
+                p_le_0=round(float(np.mean(replicates <= 0)), 4))
 
 
 def bootstrap_difference(correct_a, correct_b, queries, supports,
                          num_videos: int, replicates: int,
                          seed: int = 0) -> dict:
-    """Paired accuracy difference ``a - b`` with a bootstrap over videos.
-
-    Each replicate redraws the eval videos with replacement (counts ``c_v``)
-    and weights each query by ``c_query * mean(c_support)`` of its episode:
-    the first-order effect of redrawing episodes from the resampled video
-    set (a query or support video drawn twice counts twice, one not drawn
-    drops out).  The episode-level CI ignores this video-level variance,
-    which dominates with few eval videos.
+    """Paired accuracy difference ``a - b`` on one fold with a bootstrap
+    over videos (:func:`bootstrap_folds`).
 
     Args:
         correct_a, correct_b: ``(E, M)`` 0/1 correctness of the two variants.
@@ -221,97 +571,186 @@ def bootstrap_difference(correct_a, correct_b, queries, supports,
         dict: ``diff`` (points), ``ci95`` = ``[low, high]`` (percentile
         interval, points), ``p_le_0`` (share of replicates with diff <= 0).
     """
-    rng = np.random.default_rng(seed)
-    diff = (correct_a.astype(np.float64) - correct_b).ravel()
-    counts = rng.multinomial(num_videos, np.full(num_videos, 1 / num_videos),
-                             size=replicates).astype(np.float64)  # (B, V)
-    support_weight = counts[:, supports].mean(-1)  # (B, E)
-    weight = (counts[:, queries] * support_weight[:, :, None]).reshape(
-        replicates, -1)  # (B, E * M)
-    stats = (weight @ diff) / np.maximum(weight.sum(1), 1e-12)
-    low, high = np.percentile(stats, [2.5, 97.5])
-    return dict(diff=round(100 * float(diff.mean()), 2),
-                ci95=[round(100 * float(low), 2), round(100 * float(high), 2)],
-                p_le_0=round(float(np.mean(stats <= 0)), 4))
+    diff = correct_a.astype(np.float64) - correct_b
+    observed, reps = bootstrap_folds([diff[None]], [queries], [supports],
+                                     num_videos, replicates, seed)
+    return interval(observed[0], reps[:, 0])
 
 
-def summarise(scores: dict, preds: dict, num_videos: int,
-              replicates: int) -> dict:
-    from amfir_mm.evaluation.fewshot_metric import mean_ci95
-    labels = preds['amfir']['labels']
-    correct = {k: (v.argmax(-1) == labels) for k, v in scores.items()}
-    correct['oracle'] = correct['amfir_rgb'] | correct['amfir_flow']
-    variants = {}
-    for name, ok in correct.items():
-        mean, ci = mean_ci95(ok.mean(1))
-        variants[name] = dict(acc=round(100 * mean, 2),
-                              ci95=round(100 * ci, 2))
+def summarise(folds: list, num_videos: int, replicates: int) -> dict:
+    """Accuracies, paired differences against ``amfir`` and ASI statistics
+    over the folds (each ``dict(correct=..., queries=..., supports=...,
+    pi=...)``)."""
+    from amfir_mm.evaluation import mean_ci95, selection_skill
+    names = list(folds[0]['correct'])
+    values = [np.stack([f['correct'][n] for n in names]).astype(np.float32)
+              for f in folds]
+    observed, reps = bootstrap_folds(
+        values, [f['queries'] for f in folds],
+        [f['supports'] for f in folds], num_videos, replicates)
+    variants, paired = {}, {}
+    amfir = names.index('amfir')
+    for k, name in enumerate(names):
+        low, high = np.percentile(reps[:, k], [2.5, 97.5])
+        per_fold = [mean_ci95(f['correct'][name].mean(1)) for f in folds]
+        variants[name] = dict(
+            acc=round(100 * float(observed[k]), 2),
+            ci95=[round(100 * float(low), 2), round(100 * float(high), 2)],
+            per_fold=[round(100 * m, 2) for m, _ in per_fold],
+            episode_ci95=[round(100 * c, 2) for _, c in per_fold])
+        if name != 'amfir':
+            paired[f'amfir-{name}'] = interval(observed[amfir] - observed[k],
+                                               reps[:, amfir] - reps[:, k])
+    asi = {}
+    for model in folds[0]['pi']:
+        per_fold = []
+        for f in folds:
+            pi = f['pi'][model]
+            rgb_ok, flow_ok = f['branch'][model]
+            stats = selection_skill(pi[..., 1].ravel(), rgb_ok.ravel(),
+                                    flow_ok.ravel())
+            stats.update(choice_flow=100 * float((pi[..., 1] > 0.5).mean()),
+                         mean_pi_flow=float(pi[..., 1].mean()))
+            per_fold.append(stats)
+        asi[model] = {
+            key: dict(mean=round(float(np.mean([s[key] for s in per_fold])),
+                                 4),
+                      min=round(float(np.min([s[key] for s in per_fold])), 4),
+                      max=round(float(np.max([s[key] for s in per_fold])), 4))
+            for key in per_fold[0]
+        }
     best_single = max(SINGLE, key=lambda k: variants[k]['acc'])
-    queries, supports = preds['amfir']['queries'], preds['amfir']['supports']
-    paired = {
-        f'amfir-{other}': bootstrap_difference(
-            correct['amfir'], correct[other], queries, supports, num_videos,
-            replicates)
-        for other in dict.fromkeys((best_single, 'late_fusion', 'rgb',
-                                    'flow', 'amfir_average'))
-    }
-    pi = preds['amfir']['reliability']  # (E, M, 2): rgb, flow
-    picks_flow = pi.argmax(-1) == 1
-    one_right = correct['amfir_rgb'] != correct['amfir_flow']
-    asi = dict(choice_flow=round(100 * float(picks_flow.mean()), 2),
-               mean_pi_flow=round(float(pi[..., 1].mean()), 4))
-    if one_right.any():
-        asi['oracle_agreement'] = round(100 * float(
-            (picks_flow == correct['amfir_flow'])[one_right].mean()), 2)
-    return dict(variants=variants, best_single=best_single, paired=paired,
-                asi=asi, oracle=variants['oracle'])
+    return dict(variants=variants, paired=paired, asi=asi,
+                best_single=best_single)
+
+
+# -- 5. the run --------------------------------------------------------------
+def default_iters(cfg, args) -> int:
+    if args.iters is not None:
+        return args.iters
+    return cfg.train_cfg.max_iters // (1 if args.shots == 1 else 3)
+
+
+def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
+             fold: int, iters: int, episodes_file: str) -> tuple:
+    """Train every model on one fold and score its variants."""
+    labels = pool['labels']
+    train_videos = np.flatnonzero(np.isin(labels, train_cls))
+    eval_videos = np.flatnonzero(np.isin(labels, eval_cls))
+    eval_eps = episodes_of(pool, eval_videos, args.shots, 1, args.episodes,
+                           args.seed, 'the evaluation classes')
+    eval_eps.save_episodes(episodes_file)
+    fit_eps = episodes_of(pool, train_videos, args.shots, 1,
+                          args.fit_episodes, args.seed + 1,
+                          'the training classes')
+    models = dict(MODELS, **(ABLATIONS if args.ablations else {}))
+    preds, fit, trainable, info = {}, {}, {}, dict(train_s={}, asi=[])
+    fusion = None
+    start = time.monotonic()
+    for name, overrides in models.items():
+        torch.manual_seed(fold)  # the same initial ASI net in every model
+        model = build_model(cfg, overrides)
+        trainable[name] = trainable_parameters(model)
+        info['train_s'][name] = round(train_cached(
+            cfg, model, feats['train'], pool, train_videos, args.shots,
+            iters, seed=1 + fold), 2)
+        test = {m: feats['test'][m] for m in model.modalities}
+        preds[name] = predict_all(
+            model, eval_eps, {m: f[eval_videos] for m, f in test.items()})
+        if name in ('rgb', 'flow'):
+            fit[name] = predict_all(
+                model, fit_eps, {m: f[train_videos] for m, f in test.items()})
+        if name == 'amfir':
+            fusion = model.fusion
+        if getattr(model, 'asi', None) is not None:
+            info['asi'].append(name)
+    for name in models:
+        assert np.array_equal(preds[name]['queries'],
+                              preds['amfir']['queries'])
+    w_rgb = fit_global_weight(fit['rgb'], fit['flow'])
+    scores = variant_scores(preds, w_rgb, fusion, seed=fold)
+    gt = preds['amfir']['labels']
+    correct = {k: v.argmax(-1) == gt for k, v in scores.items()}
+    correct['oracle'] = correct['amfir_rgb'] | correct['amfir_flow']
+    record = dict(
+        correct=correct, queries=eval_videos[preds['amfir']['queries']],
+        supports=eval_videos[preds['amfir']['supports']],
+        pi={n: preds[n]['reliability'] for n in info['asi']},
+        branch={n: (preds[n]['rgb_score'].argmax(-1) == gt,
+                    preds[n]['flow_score'].argmax(-1) == gt)
+                for n in info['asi']})
+    names = pool['classes']
+    fold_info = dict(
+        train_classes=[names[c] for c in train_cls],
+        eval_classes=[names[c] for c in eval_cls],
+        loglinear_global_w_rgb=w_rgb, episodes_file=episodes_file,
+        train_s=info['train_s'],
+        seconds=round(time.monotonic() - start, 1))
+    return record, fold_info, trainable
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.report:
+        results = []
+        for path in args.report:
+            with open(path) as f:
+                results.append(json.load(f))
+        print(report_markdown(results, args.report))
+        return results
+    roots = dict(train=args.train_root, eval=args.eval_root)
+    names = {split: class_names(root) for split, root in roots.items()}
+    if args.folds:  # bad --folds fails before any work
+        make_folds(sorted(set(names['train']) | set(names['eval'])),
+                   args.folds, seed=args.fold_seed)
     import amfir_mm  # noqa: F401  (registers everything)
     from mmengine.registry import DefaultScope
     DefaultScope.get_instance('ssv2_mini_benchmark', scope_name='mmaction')
     wall = time.monotonic()
-    timings = {}
-    frames = {}
-    flow_cost = {}
-    for split, root in (('train', args.train_root),
-                        ('eval', args.eval_root)):
-        if not osp.isdir(root):
-            raise FileNotFoundError(f'{split} root not found: {root}')
+    timings, frames, flow_cost = {}, {}, {}
+    for split, root in roots.items():
         out = osp.join(args.work_dir, f'flow_{args.flow}', split)
         flow_cost[split] = extract_flow(root, out, args.flow, args.workers)
         frames[split] = out
     timings['flow_s'] = round(time.monotonic() - wall, 1)
 
-    preds, train_info, episodes_file = {}, {}, None
-    for name in MODELS:
-        cfg, iters = build_config(args, name, frames['train'],
-                                  frames['eval'])
-        runner, loop, feats, train_s, embed_s = train_and_embed(cfg, iters)
-        dataset = loop.dataloader.dataset
-        if episodes_file is None:
-            episodes_file = osp.join(args.work_dir, f'{args.shots}shot',
-                                     'eval_episodes.json')
-            dataset.save_episodes(episodes_file)
-        start = time.monotonic()
-        preds[name] = predict_all(runner.model, dataset, feats)
-        timings[name] = dict(train_s=round(train_s, 1),
-                             embed_s=round(embed_s, 1),
-                             episodes_s=round(time.monotonic() - start, 1))
-        train_info[name] = dict(iters=iters)
-        num_videos = len(dataset.dataset)
-        runner.logger.info(f'{name}: trained {iters} episodes in '
-                           f'{train_s:.0f} s; {len(dataset)} episodes '
-                           'predicted')
-        del runner, loop
-    # every model saw the same episodes
-    for name in MODELS:
-        assert np.array_equal(preds[name]['queries'],
-                              preds['amfir']['queries'])
-    result = summarise(variant_scores(preds), preds, num_videos,
-                       args.bootstrap)
+    cfg = load_config(args)
+    iters = default_iters(cfg, args)
+    datasets = video_datasets(cfg, frames)
+    pool = pool_videos(datasets)
+    classes = pool['classes']
+    if args.folds:
+        folds = make_folds(classes, args.folds, seed=args.fold_seed)
+    else:
+        folds = [([classes.index(c) for c in names['train']],
+                  [classes.index(c) for c in names['eval']])]
+    start = time.monotonic()
+    config_name = osp.splitext(osp.basename(args.config))[0]
+    feats = cached_embeddings(
+        osp.join(args.work_dir, f'embeddings_{args.flow}_{config_name}_'
+                 f'{args.views}views.pth'),
+        lambda: embed(build_model(cfg, {}, pretrained=True), datasets, pool,
+                      args.views),
+        pool['keys'], args.views)
+    timings['embed_s'] = round(time.monotonic() - start, 1)
+
+    shot_dir = osp.join(args.work_dir, f'{args.shots}shot')
+    os.makedirs(shot_dir, exist_ok=True)
+    records, fold_infos = [], []
+    start = time.monotonic()
+    for f, (train_cls, eval_cls) in enumerate(folds):
+        record, info, trainable = run_fold(
+            cfg, args, pool, feats, train_cls, eval_cls, f, iters,
+            osp.join(shot_dir, f'eval_episodes_fold{f}.json'))
+        records.append(record)
+        fold_infos.append(info)
+        print(f'fold {f + 1}/{len(folds)}: eval {info["eval_classes"]}: '
+              f'amfir {100 * record["correct"]["amfir"].mean():.2f}, '
+              f'{info["seconds"]:.0f} s', flush=True)
+    timings['folds_s'] = round(time.monotonic() - start, 1)
+    start = time.monotonic()
+    result = summarise(records, len(pool['keys']), args.bootstrap)
+    timings['bootstrap_s'] = round(time.monotonic() - start, 1)
     result.update(
         command='python benchmarks/ssv2_mini.py ' + ' '.join(
             sys.argv[1:] if argv is None else argv),
@@ -319,11 +758,17 @@ def main(argv=None):
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs, '
         f'torch {torch.__version__}, '
         f'{"CUDA" if torch.cuda.is_available() else "CPU only"}',
+        load_average=[round(x, 2) for x in os.getloadavg()],
         config=osp.relpath(args.config, ROOT), shots=args.shots,
-        ways=5, episodes=args.episodes, seed=args.seed,
-        eval_videos=num_videos, quick=args.quick, flow_method=args.flow,
-        flow_cost=flow_cost, train=train_info, timings=timings,
-        episodes_file=episodes_file,
+        ways=NUM_WAYS, episodes=args.episodes, seed=args.seed,
+        num_folds=len(folds), cross_validation=bool(args.folds),
+        fold_seed=args.fold_seed, folds=fold_infos,
+        videos=len(pool['keys']), classes=classes,
+        eval_videos=int(np.isin(pool['labels'], folds[0][1]).sum()),
+        quick=args.quick, flow_method=args.flow, flow_cost=flow_cost,
+        iters=iters, views=args.views, fit_episodes=args.fit_episodes,
+        ablations=args.ablations, trainable=trainable, timings=timings,
+        episodes_file=fold_infos[0]['episodes_file'],
         wall_s=round(time.monotonic() - wall, 1))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
@@ -331,6 +776,102 @@ def main(argv=None):
     print(json.dumps({k: result[k] for k in ('variants', 'paired', 'asi',
                                              'wall_s')}, indent=1))
     return result
+
+
+# -- 6. Markdown for RESULTS.md ----------------------------------------------
+LABELS = dict(
+    rgb='RGB-only model', flow='flow-only model',
+    late_fusion='late fusion (mean of the two models\' posteriors)',
+    loglinear_uniform='log-linear fusion of the two models, uniform',
+    loglinear_global='log-linear fusion, one weight fitted on training '
+    'classes',
+    amfir='**AMFIR (ASI + AMD + AMI)**', amfir_rgb="AMFIR's RGB branch",
+    amfir_flow="AMFIR's flow branch",
+    amfir_no_ami='AMFIR, no AMI (test-time π = ½, same rule and model)',
+    amfir_mean_pi='AMFIR, π = mean π of the test queries',
+    amfir_shuffled_pi='AMFIR, π shuffled across test queries',
+    amfir_no_asi='ablation: no ASI (π = ½ at training and test)',
+    amfir_no_amd='ablation: no AMD',
+    amfir_mixture='ablation: mixture fusion instead of log-linear',
+    oracle='oracle (either AMFIR branch right)')
+ASI_KEYS = dict(
+    disagreement='queries with exactly one branch right (%)',
+    base_rate_flow='… of which flow is the right one (base rate, %)',
+    oracle_agreement='… of which ASI picks the right one (%)',
+    balanced_accuracy='ASI balanced accuracy on them (%; 50 = none)',
+    auroc_flow='AUROC of π_flow for "flow is right" (%; 50 = none)',
+    choice_flow='queries where ASI picks flow (%)',
+    mean_pi_flow='mean π_flow')
+
+
+def report_markdown(results: list, paths: list) -> str:
+    """The RESULTS.md tables of ``results`` (one column per result)."""
+    def head(first):
+        cols = [f'{r["shots"]}-shot' for r in results]
+        return [f'| {first} | ' + ' | '.join(cols) + ' |',
+                '|---' * (len(cols) + 1) + '|']
+
+    lines = ['Results: ' + ', '.join(f'`{osp.relpath(p, ROOT)}`'
+                                      for p in paths), '']
+    lines += head('variant: accuracy (%), mean over folds [95% fold-and-'
+                  'video bootstrap]')
+    names = [n for n in LABELS if n in results[0]['variants']]
+    for n in names:
+        cells = []
+        for r in results:
+            v = r['variants'].get(n)
+            cells.append(f'{v["acc"]:.2f} [{v["ci95"][0]:.2f}, '
+                         f'{v["ci95"][1]:.2f}]' if v else '')
+        lines.append(f'| {LABELS[n]} | ' + ' | '.join(cells) + ' |')
+    lines += [''] + head('AMFIR − variant (points) [95% interval], '
+                         'P(≤ 0)')
+    for n in names:
+        key = f'amfir-{n}'
+        if key not in results[0]['paired']:
+            continue
+        cells = []
+        for r in results:
+            d = r['paired'][key]
+            cells.append(f'{d["diff"]:+.2f} [{d["ci95"][0]:+.2f}, '
+                         f'{d["ci95"][1]:+.2f}], {d["p_le_0"]:.3f}')
+        lines.append(f'| AMFIR − {LABELS[n].strip("*")} | ' +
+                     ' | '.join(cells) + ' |')
+    for model in results[0]['asi']:
+        lines += [''] + head(f'ASI selection, `{model}`: mean over folds '
+                             '[min, max]')
+        for key, label in ASI_KEYS.items():
+            cells = []
+            for r in results:
+                s = r['asi'][model].get(key)
+                digits = 4 if key == 'mean_pi_flow' else 2
+                cells.append(f'{s["mean"]:.{digits}f} [{s["min"]:.{digits}f}'
+                             f', {s["max"]:.{digits}f}]' if s else '')
+            lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    lines += [''] + head('trainable parameters per model')
+    for model in results[0]['trainable']:
+        cells = []
+        for r in results:
+            t = r['trainable'][model]
+            parts = ', '.join(f'{k} {v}' for k, v in t['parts'].items())
+            cells.append(f'{t["total"]} ({parts})')
+        lines.append(f'| {model} | ' + ' | '.join(cells) + ' |')
+    lines += [''] + head('run')
+    rows = dict(
+        folds=lambda r: str(r['num_folds']),
+        episodes=lambda r: f'{r["episodes"]} per fold',
+        iters=lambda r: f'{r["iters"]} training episodes per model',
+        views=lambda r: f'{r["views"]} cached training views per video',
+        w=lambda r: 'loglinear_global w_rgb per fold: ' + ', '.join(
+            f'{f["loglinear_global_w_rgb"]:.2f}' for f in r['folds']),
+        embed=lambda r: f'embedding pass {r["timings"]["embed_s"]} s',
+        train=lambda r: f'all folds {r["timings"]["folds_s"]} s',
+        wall=lambda r: f'whole run {r["wall_s"]} s (load average at the '
+        f'end {r["load_average"][0]})',
+        date=lambda r: f'{r["date"]}, {r["machine"]}')
+    for key, cell in rows.items():
+        lines.append(f'| {key} | ' + ' | '.join(cell(r) for r in results) +
+                     ' |')
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':
