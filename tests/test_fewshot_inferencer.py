@@ -22,6 +22,7 @@ from amfir_mm.apis import (FewShotInferencer, FrameReadError, SupportError,
 from amfir_mm.apis.fewshot_inferencer import _test_pipeline
 from amfir_mm.datasets.synthetic_shapes import (make_shapes_dataset,
                                                 render_video)
+from amfir_mm.utils.io import RefuseOverwriteError
 from conftest import PROJECT_ROOT, load_script
 
 DEMO = str(PROJECT_ROOT / 'configs/demo/shapes_amfir_r18_5way1shot.py')
@@ -419,7 +420,7 @@ def test_cli_agrees_with_the_api(tmp_path, clips, checkpoint, fitted, cli,
         assert row.split()[1:3] == [
             want['label'], f'{want["scores"][want["label"]]:.3f}']
     assert '6/6' in printed.out  # the progress bar: more than 3 queries
-    with pytest.raises(FileExistsError, match='--overwrite'):
+    with pytest.raises(RefuseOverwriteError, match='--overwrite'):
         cli.main([DEMO, checkpoint, '--support',
                   osp.join(clips['root'], 'support'), '--query',
                   clips['queries'][0], '--out', str(out)])
@@ -437,7 +438,7 @@ def test_cli_failures_are_one_line(tmp_path, clips, checkpoint):
                    clips['broken'])
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
-        f'error: cannot read video {clips["broken"]} (decord: ')
+        f'FrameReadError: cannot read video {clips["broken"]} (decord: ')
     empty = tmp_path / 'support'
     (empty / 'clap').mkdir(parents=True)
     (empty / 'wave').mkdir()
@@ -445,4 +446,31 @@ def test_cli_failures_are_one_line(tmp_path, clips, checkpoint):
                    clips['queries'][0])
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == \
-        f"error: class 'clap': {empty / 'clap'} is empty"
+        f"SupportError: class 'clap': {empty / 'clap'} is empty"
+
+
+def test_readme_command_on_real_videos(tmp_path, shared_data, cli, capsys):
+    """The README's command (ImageNet EfficientNet-Lite0 config, no
+    checkpoint) on MMAction2's fixture videos (320x240 at 25 fps, 340x256
+    at 30 fps) and a rawframe folder (img_ frames beside x_/y_ flow)."""
+    fixtures = shared_data / 'fixtures' / 'mmaction2'
+    support = tmp_path / 'support'
+    for name, clip in (('first', 'test.mp4'), ('second', 'test.avi')):
+        (support / name).mkdir(parents=True)
+        os.symlink(fixtures / clip, support / name / clip)
+    out = tmp_path / 'out.json'
+    status = cli.main([EFFL0, 'none', '--support', str(support), '--query',
+                       str(fixtures / 'demo.mp4'), str(fixtures / 'imgs'),
+                       '--out', str(out)])
+    assert status == 0
+    written = json.loads(out.read_text())
+    assert written['classes'] == ['first', 'second'] and not written['errors']
+    assert [p['query'] for p in written['predictions']] == [
+        str(fixtures / 'demo.mp4'), str(fixtures / 'imgs')]
+    for p in written['predictions']:
+        assert p['label'] in ('first', 'second')
+        assert math.isclose(sum(p['scores'].values()), 1, abs_tol=1e-5)
+        # an untrained ASI net (zero output layer) weighs both equally
+        assert p['reliability'] == pytest.approx(dict(rgb=0.5, flow=0.5))
+        assert set(p['modality_scores']) == {'rgb', 'flow'}
+    assert 'demo.mp4' in capsys.readouterr().out

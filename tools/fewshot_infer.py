@@ -19,8 +19,9 @@ for a one-frame query, whose flow cannot be computed).
 
 Exit status: 0 when every query was labelled; 1 when some query could not
 be read (each is named on stderr, the others are still labelled and
-written); any problem with the support set or the model stops at once
-with a one-line ``error: ...``.
+written); a problem with the support set (an empty class folder, an
+unreadable clip, ...) or a single unreadable query stops at once with one
+line naming it.
 """
 import argparse
 import json
@@ -30,10 +31,11 @@ import sys
 
 from mmengine.logging import MMLogger
 
-from amfir_mm.apis import (FewShotInferencer, FrameReadError, SupportError,
-                           find_clips, read_support_dir)
+from amfir_mm.apis import (FewShotInferencer, FrameReadError, find_clips,
+                           read_support_dir)
 from amfir_mm.flow.estimators import METHOD_ALIASES
 from amfir_mm.flow.sources import list_frame_files
+from amfir_mm.utils.io import DataError, RefuseOverwriteError, error_line
 
 #: More queries than this get a progress bar.
 PROGRESS_ABOVE = 3
@@ -101,8 +103,8 @@ def format_table(predictions, errors):
 def main(argv=None):
     args = parse_args(argv)
     if args.out and osp.exists(args.out) and not args.overwrite:
-        raise FileExistsError(f'{args.out} exists; pass --overwrite to '
-                              'replace it')
+        raise RefuseOverwriteError(f'{args.out} exists; pass --overwrite '
+                                   'to replace it')
     # the tool's own report is the table: keep MMEngine's logs to warnings
     MMLogger.get_instance('fewshot_infer', log_level=logging.WARNING)
     support = read_support_dir(args.support)
@@ -142,6 +144,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         sys.exit(main())
-    except (SupportError, FrameReadError, FileNotFoundError,
-            FileExistsError, ValueError) as err:
-        sys.exit(f'error: {err}')
+    except (FileNotFoundError, DataError) as err:  # bad input: one line
+        sys.exit(error_line(err))

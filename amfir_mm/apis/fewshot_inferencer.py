@@ -53,7 +53,6 @@ the training videos its magnitudes are smaller.
 import copy
 import logging
 import math
-import os
 import os.path as osp
 import re
 import sys
@@ -75,6 +74,7 @@ from ..datasets.split_reader import count_frames
 from ..flow.quantization import DEFAULT_FLOW_BOUND
 from ..flow.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
                             FrameReadError, list_frame_files)
+from ..utils.io import DataError, list_folder
 
 __all__ = ['FewShotInferencer', 'SupportError', 'FrameReadError',
            'find_clips', 'read_support_dir', 'inference_pipelines']
@@ -91,7 +91,7 @@ MAX_SHOTS = 120
 _NUMBERED = re.compile(r'^(.*?)(\d+)(\.[A-Za-z]+)$')
 
 
-class SupportError(ValueError):
+class SupportError(DataError, ValueError):
     """The example clips cannot define the classes (the message names the
     class or folder)."""
 
@@ -122,9 +122,7 @@ def find_clips(folder: str) -> Tuple[List[str], List[str]]:
         are not clips (hidden entries are left out of both).
     """
     clips, others = [], []
-    for name in sorted(os.listdir(folder)):
-        if name.startswith('.'):
-            continue
+    for name in sorted(sum(list_folder(folder), [])):
         path = osp.join(folder, name)
         if _is_video(path) or _has_frames(path):
             clips.append(path)
@@ -147,10 +145,8 @@ def read_support_dir(root: str) -> Dict[str, List[str]]:
     if not osp.isdir(root):
         raise SupportError(f'support folder not found: {root}')
     support, ignored = {}, []
-    for name in sorted(os.listdir(root)):
+    for name in list_folder(root)[0]:
         folder = osp.join(root, name)
-        if name.startswith('.') or not osp.isdir(folder):
-            continue
         clips, others = find_clips(folder)
         if not clips:
             what = (f'holds no video ({"/".join(VIDEO_EXTENSIONS[:4])}...) '
