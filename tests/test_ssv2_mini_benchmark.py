@@ -1,5 +1,7 @@
-"""benchmarks/ssv2_mini.py: the paired video bootstrap and the --quick run."""
+"""benchmarks/ssv2_mini.py: folds, the fold-and-video bootstrap, the
+controls' fusion, bad --folds input and the --quick runs."""
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -44,28 +46,171 @@ def test_bootstrap_is_over_videos(bench):
     assert low <= 0 + 1e-9 and high >= 40  # video 0 drawn 0 .. 2+ times
 
 
-def test_quick_run(bench, shared_data, tmp_path):
+def test_bootstrap_resamples_folds():
+    """All of the difference sits in fold 0 of two: redrawing the folds
+    gives 0 (fold 1 twice), 1/2 or 1 (fold 0 twice); videos do not matter
+    here (every query of a fold has the same value)."""
+    rng = np.random.default_rng(0)
+    queries = [rng.integers(0, 20, (30, 5)) for _ in range(2)]
+    supports = [rng.integers(0, 20, (30, 5)) for _ in range(2)]
+    values = [np.ones((1, 30, 5)), np.zeros((1, 30, 5))]
+    observed, reps = bench_mod().bootstrap_folds(values, queries, supports,
+                                                 20, 4000)
+    assert observed[0] == pytest.approx(0.5)
+    assert set(np.round(reps[:, 0], 9)) == {0.0, 0.5, 1.0}
+    # fold counts (2, 0), (1, 1), (0, 2) with probabilities 1/4, 1/2, 1/4
+    assert np.mean(np.isclose(reps[:, 0], 0.5)) == pytest.approx(0.5,
+                                                               abs=0.03)
+    # one fold: no fold resampling, the video bootstrap of
+    # bootstrap_difference
+    _, single = bench_mod().bootstrap_folds(values[:1], queries[:1],
+                                            supports[:1], 20, 100)
+    np.testing.assert_allclose(single, 1)
+
+
+_BENCH = {}
+
+
+def bench_mod():
+    if 'mod' not in _BENCH:
+        _BENCH['mod'] = load_script('benchmarks/ssv2_mini.py',
+                                    'ssv2_mini_bench')
+    return _BENCH['mod']
+
+
+def test_folds_are_complementary_pairs_and_balanced(bench):
+    classes = [f'c{i}' for i in range(10)]
+    folds = bench.make_folds(classes, 10, seed=0)
+    assert len(folds) == 10
+    assert len({tuple(ev) for _, ev in folds}) == 10  # all different
+    for train, ev in folds:
+        assert len(ev) == 5 and sorted(train + ev) == list(range(10))
+    for i in range(0, 10, 2):  # fold 2i + 1 evaluates on 2i's training
+        assert folds[i][0] == folds[i + 1][1]
+    counts = np.bincount([c for _, ev in folds for c in ev], minlength=10)
+    assert np.all(counts == 5)
+    assert len(bench.make_folds(classes, math.comb(10, 5))) == 252
+    assert bench.make_folds(classes, 6, seed=1) == bench.make_folds(
+        classes, 6, seed=1)
+
+
+def test_bad_folds_are_clear_errors(bench, tmp_path):
+    for split, names in (('train', 'abcde'), ('val', 'fghij')):
+        for name in names:
+            (tmp_path / split / name).mkdir(parents=True)
+    base = ['--train-root', str(tmp_path / 'train'), '--eval-root',
+            str(tmp_path / 'val'), '--work-dir', str(tmp_path / 'w'),
+            '--out', str(tmp_path / 'r.json')]
+    with pytest.raises(ValueError, match='only 252 different'):
+        bench.main(base + ['--folds', '253'])
+    (tmp_path / 'val' / 'j').rmdir()
+    with pytest.raises(ValueError, match='at least 10 classes.*hold 9'):
+        bench.main(base + ['--folds', '2'])
+    with pytest.raises(SystemExit):
+        bench.parse_args(base + ['--folds', '-1'])
+    assert not (tmp_path / 'w').exists()  # nothing was started
+
+
+def test_fusion_controls_by_hand(bench):
+    # 1 episode, 2 queries, 2 classes; AMFIR's branches and pi
+    rgb = np.array([[[0.8, 0.2], [0.3, 0.7]]])
+    flow = np.array([[[0.4, 0.6], [0.9, 0.1]]])
+    pi = np.array([[[0.25, 0.75], [0.75, 0.25]]])
+
+    def loglinear(w_rgb):  # normalised p_rgb^w * p_flow^(1 - w)
+        out = rgb ** w_rgb * flow ** (1 - w_rgb)
+        return out / out.sum(-1, keepdims=True)
+
+    fused = loglinear(pi[..., :1])
+    preds = dict(
+        amfir=dict(pred_score=fused, rgb_score=rgb, flow_score=flow,
+                   reliability=pi, labels=np.array([[0, 1]])),
+        rgb=dict(pred_score=rgb), flow=dict(pred_score=flow))
+    scores = bench.variant_scores(preds, 0.3, 'log_linear')
+    np.testing.assert_allclose(scores['late_fusion'], (rgb + flow) / 2)
+    np.testing.assert_allclose(scores['loglinear_uniform'], loglinear(0.5))
+    np.testing.assert_allclose(scores['loglinear_global'], loglinear(0.3))
+    np.testing.assert_allclose(scores['amfir_no_ami'], loglinear(0.5))
+    # the mean pi over the two queries is (1/2, 1/2)
+    np.testing.assert_allclose(scores['amfir_mean_pi'], loglinear(0.5))
+    # the two queries' pi swapped (the only other order) or kept
+    swapped = loglinear(pi[:, ::-1, :1])
+    assert (np.allclose(scores['amfir_shuffled_pi'], swapped)
+            or np.allclose(scores['amfir_shuffled_pi'], fused))
+    with pytest.raises(AssertionError, match='does not give'):
+        preds['amfir']['pred_score'] = loglinear(0.5)
+        bench.variant_scores(preds, 0.3, 'log_linear')
+
+
+def test_global_weight_follows_the_informative_modality(bench):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (200, 5))
+    onehot = np.eye(5)[labels]
+    flow = 0.6 * onehot + 0.4 / 5  # right, and confident
+    rgb = rng.dirichlet(np.ones(5), (200, 5))  # noise
+    w = bench.fit_global_weight(dict(pred_score=rgb, labels=labels),
+                                dict(pred_score=flow, labels=labels))
+    assert w <= 0.1
+    w = bench.fit_global_weight(dict(pred_score=flow, labels=labels),
+                                dict(pred_score=rgb, labels=labels))
+    assert w >= 0.9
+
+
+@pytest.mark.slow
+def test_quick_runs(bench, shared_data, tmp_path):
+    """The single train -> val run, then a 2-fold cross-validation with the
+    ablations on the same work dir (flow and embeddings reused)."""
     root = shared_data / 'ssv2_mini'
+    base = ['--train-root', str(root / 'train'), '--eval-root',
+            str(root / 'val'), '--shots', '1', '--episodes', '100',
+            '--work-dir', str(tmp_path / 'work'), '--quick',
+            '--bootstrap', '200']
     out = tmp_path / 'result.json'
-    bench.main([
-        '--train-root', str(root / 'train'), '--eval-root',
-        str(root / 'val'), '--shots', '1', '--episodes', '100',
-        '--work-dir', str(tmp_path / 'work'), '--out', str(out), '--quick',
-        '--bootstrap', '200'
-    ])
+    bench.main(base + ['--out', str(out)])
     result = json.loads(out.read_text())
     variants = result['variants']
     assert set(variants) >= {'rgb', 'flow', 'late_fusion', 'amfir',
-                             'amfir_rgb', 'amfir_flow', 'oracle'}
+                             'amfir_rgb', 'amfir_flow', 'oracle',
+                             'loglinear_uniform', 'loglinear_global',
+                             'amfir_no_ami', 'amfir_mean_pi',
+                             'amfir_shuffled_pi'}
     for name, v in variants.items():
-        assert 0 <= v['acc'] <= 100 and v['ci95'] > 0, name
+        assert 0 <= v['acc'] <= 100, name
+        assert v['ci95'][0] <= v['acc'] <= v['ci95'][1], name
     # the oracle is right whenever an AMFIR branch is
     assert variants['oracle']['acc'] >= max(variants['amfir_rgb']['acc'],
                                             variants['amfir_flow']['acc'])
+    # frozen backbones: a temperature cannot change a branch's arg-max
+    assert variants['amfir_rgb']['per_fold'] == variants['rgb']['per_fold']
     assert result['episodes'] == 100 and result['flow_method'] == 'dis'
-    assert result['eval_videos'] == 50
-    assert {'amfir-late_fusion'} <= set(result['paired'])
+    assert result['num_folds'] == 1 and result['eval_videos'] == 50
+    assert result['folds'][0]['eval_classes'] == sorted(
+        p.name for p in (root / 'val').iterdir() if p.is_dir())
+    assert {'amfir-late_fusion', 'amfir-amfir_mean_pi'} <= set(
+        result['paired'])
+    skill = result['asi']['amfir']
+    assert skill['base_rate_flow']['mean'] + skill['base_rate_rgb'][
+        'mean'] == pytest.approx(100)
+    assert result['trainable']['amfir']['total'] == 548
+    assert result['trainable']['rgb']['total'] == 1
     episodes = json.loads(Path(result['episodes_file']).read_text())
     assert len(episodes['episodes']) == 100
-    # flow is cached: a second extraction skips every video
     assert (tmp_path / 'work' / 'flow_dis' / 'eval').is_dir()
+
+    out = tmp_path / 'cv.json'
+    bench.main(base + ['--out', str(out), '--folds', '2', '--ablations'])
+    result = json.loads(out.read_text())
+    assert result['timings']['flow_s'] < 60  # cached
+    assert result['num_folds'] == 2 and result['videos'] == 100
+    first, second = result['folds']
+    assert first['train_classes'] == second['eval_classes']
+    assert not set(first['train_classes']) & set(first['eval_classes'])
+    assert set(result['variants']) >= {'amfir_no_asi', 'amfir_no_amd',
+                                       'amfir_mixture'}
+    assert result['trainable']['amfir_no_asi']['total'] == 2
+    assert set(result['asi']) == {'amfir', 'amfir_no_amd', 'amfir_mixture'}
+    for v in result['variants'].values():
+        assert len(v['per_fold']) == 2
+        assert v['acc'] == pytest.approx(np.mean(v['per_fold']), abs=0.01)
+    table = bench.report_markdown([result], [str(out)])
+    assert 'ablation: no ASI' in table and 'AUROC' in table
