@@ -37,8 +37,9 @@ AMFIR = [f'configs/amfir_{b}_{k}shot.py' for b in BENCHMARKS for k in (1, 5)]
 ABLATIONS = {  # file -> the model keys it changes, and to what
     'rgb_only': dict(modalities=('rgb', )),
     'flow_only': dict(modalities=('flow', )),
-    'average_fusion': dict(reliability='uniform', loss_amd=None,
-                           fusion='mixture'),
+    'late_fusion_baseline': dict(reliability='uniform', loss_amd=None,
+                                 fusion='mixture'),
+    'mixture_fusion': dict(fusion='mixture'),
     'no_asi': dict(reliability='uniform'),
     'no_amd': dict(loss_amd=None),
     'no_ami': dict(adaptive_inference=False),

@@ -2,9 +2,12 @@
 # available offline: EfficientNet-Lite0 (pip wheel), 112 px, 8 frames,
 # 5-way 1-shot. RGB + flow branches, cosine prototype heads, ASI + AMD +
 # AMI. Meta-training on 5 classes overfits a whole backbone (see
-# benchmarks/RESULTS.md), so only the last stages are trained; with the
-# stem frozen, flow enters as an (x, y, magnitude) image through the
-# unmodified ImageNet stem (FlowMagnitudeImage, in_channels=3): the
+# benchmarks/RESULTS.md), so the backbones are frozen entirely
+# (frozen_stages=8 covers every stage and the head convolution; BN in eval
+# mode): what trains is each head's temperature and the ASI net, 548
+# parameters in AMFIR (2 + 14 -> 32 -> 2), 1 in a single-modality model.
+# With the stem frozen, flow enters as an (x, y, magnitude) image through
+# the unmodified ImageNet stem (FlowMagnitudeImage, in_channels=3): the
 # 2-channel cross-modality stem would sum flow-x and flow-y.
 # Flow rawframes first (see _base_/datasets/ssv2_mini_paired.py):
 #   python tools/extract_flow.py ../shared/data/ssv2_mini \
@@ -31,7 +34,8 @@ model = dict(
     # ASI sees whether the modalities agree, and its targets are sharpened
     # (T = 0.1 instead of 1: with flat few-shot posteriors, softmax(-G)
     # stays near 1/2). Chosen on val/ over the defaults (1-shot AMFIR 39.3
-    # -> 40.0, benchmarks/results/ssv2_mini_exploration.json).
+    # -> 40.0, benchmarks/results/ssv2_mini_exploration.json), before the
+    # class cross-validation existed; its results keep them fixed.
     asi=dict(type='ActiveSampleInference', topk=3, hidden_channels=32,
              cross_modal=True),
     loss_asi=dict(temperature=0.1),
