@@ -6,7 +6,6 @@ import pickle
 
 import pytest
 import torch
-from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
