@@ -1,7 +1,8 @@
 """Few-shot inference cost per query video (``tools/fewshot_infer.py``).
 
     python benchmarks/fewshot_infer_speed.py [--queries 10] [--frames 90]
-        [--configs DEMO EFFL0] [--out benchmarks/results/fewshot_infer_speed.json]
+        [--configs DEMO EFFL0]
+        [--out benchmarks/results/fewshot_infer_speed.json]
 
 Generated clips (moving shapes, nothing downloaded): 5 classes with one
 example clip each, and ``--queries`` query clips, all mp4 (MPEG-4) of

@@ -17,8 +17,9 @@ from mmaction.registry import DATASETS, MODELS, TRANSFORMS
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 
-from amfir_mm.apis import (FewShotInferencer, FrameReadError, SupportError,
-                           inference_pipelines, read_support_dir)
+from amfir_mm.apis import (CheckpointError, FewShotInferencer,
+                           FrameReadError, SupportError, inference_pipelines,
+                           read_support_dir)
 from amfir_mm.apis.fewshot_inferencer import _test_pipeline
 from amfir_mm.datasets.synthetic_shapes import (make_shapes_dataset,
                                                 render_video)
@@ -135,14 +136,31 @@ def small_support(clips, root):
     return str(root)
 
 
-def test_scores_equal_the_models_episode_path(shapes, checkpoint):
+# the demo's prototype heads, and the standard configs' OTAM and TRX heads
+HEADS = dict(otam=dict(type='OTAMHead'),
+             trx=dict(type='TRXHead', in_channels=512, out_channels=64))
+
+
+def inferencer_with_head(shapes, checkpoint, head):
+    """The demo inferencer (``checkpoint``) or, for another ``head``, the
+    demo model with those heads and seeded random weights."""
+    cfg = demo_cfg(shapes)
+    if head == 'prototype':
+        return cfg, FewShotInferencer(cfg, checkpoint)
+    for branch in ('rgb', 'flow'):
+        cfg.model[branch].cls_head = HEADS[head]
+    torch.manual_seed(0)
+    return cfg, FewShotInferencer(cfg, None)
+
+
+@pytest.mark.parametrize('head', ['prototype', 'otam', 'trx'])
+def test_scores_equal_the_models_episode_path(shapes, checkpoint, head):
     """Support and queries of a meta-test episode: the inferencer's fused,
     per-modality and pi outputs are the model's own (per-episode, uncached)
     predictions for that episode."""
-    cfg = demo_cfg(shapes)
+    cfg, inferencer = inferencer_with_head(shapes, checkpoint, head)
     cfg.test_dataloader.dataset.update(num_shots=2, num_queries=1,
                                        num_episodes=1)
-    inferencer = FewShotInferencer(cfg, checkpoint)
     episodes = DATASETS.build(cfg.test_dataloader.dataset)
     expected = inferencer.model.test_step(pseudo_collate([episodes[0]]))[0]
     names = episodes.dataset.metainfo['classes']
@@ -163,11 +181,32 @@ def test_scores_equal_the_models_episode_path(shapes, checkpoint):
     pi = torch.tensor([[p['reliability'][m] for m in ('rgb', 'flow')]
                        for p in predictions])
     torch.testing.assert_close(pi, expected.reliability)
-    assert pi[:, 0].std() > 0  # the random ASI layer: pi varies per query
+    if head == 'prototype':  # the random ASI layer: pi varies per query
+        assert pi[:, 0].std() > 0
     assert [p['label'] for p in predictions] == \
         [classes[i] for i in expected.pred_label.tolist()]
     for p in predictions:
         assert math.isclose(sum(p['scores'].values()), 1, abs_tol=1e-5)
+
+
+@pytest.mark.parametrize('head', ['prototype', 'otam', 'trx'])
+def test_repeating_every_clip_changes_nothing(shapes, clips, checkpoint,
+                                              head):
+    """What unequal clip counts rely on: with each class's clips repeated
+    the same number of times, every head scores as without repetition."""
+    _, inferencer = inferencer_with_head(shapes, checkpoint, head)
+    once = {c: paths[:1] for c, paths in clips['support'].items()}
+    twice = {c: paths[:1] * 2 for c, paths in clips['support'].items()}
+    queries = clips['queries'][:2]
+    expected = inferencer.fit(once).predict(queries)
+    got = inferencer.fit(twice).predict(queries)
+    assert inferencer.num_shots == 2
+    for g, e in zip(got, expected):
+        for key in ('scores', 'reliability'):
+            assert g[key] == pytest.approx(e[key], abs=1e-5)
+        for m in ('rgb', 'flow'):
+            assert g['modality_scores'][m] == pytest.approx(
+                e['modality_scores'][m], abs=1e-5)
 
 
 def test_unequal_clip_counts_give_each_clip_equal_weight(shapes, clips,
@@ -182,7 +221,6 @@ def test_unequal_clip_counts_give_each_clip_equal_weight(shapes, clips,
     inferencer = FewShotInferencer(DEMO, checkpoint, modalities=['rgb'])
     query = clips['queries'][3]
     got = inferencer.fit(support).predict([query])[0]
-    assert inferencer.num_shots == 6
 
     branch = inferencer.model.branches['rgb']
 
@@ -202,6 +240,7 @@ def test_unequal_clip_counts_give_each_clip_equal_weight(shapes, clips,
     torch.testing.assert_close(
         torch.tensor([got['scores'][c] for c in support]), expected,
         rtol=1e-4, atol=1e-5)
+    assert inferencer.num_shots == 6  # each clip repeated 6, 3 and 2 times
 
 
 def test_missing_flow_falls_back_to_rgb(clips, checkpoint, fitted):
@@ -225,6 +264,22 @@ def test_missing_flow_falls_back_to_rgb(clips, checkpoint, fitted):
     for c, p in normal['modality_scores']['rgb'].items():
         assert rgb_out[1]['scores'][c] == pytest.approx(p, abs=1e-5)
     assert rgb_out[1]['reliability'] == {'rgb': 1.0, 'flow': 0.0}
+
+
+def test_an_rgb_config(clips):
+    """A single-modality FewShotRecognizer config (RGB frames, ImageNet
+    EfficientNet-Lite0, no checkpoint) labels mp4 clips: RGB alone."""
+    config = str(PROJECT_ROOT /
+                 'configs/fewshot_rgb/ssv2mini_effl0_proto_5way1shot.py')
+    inferencer = FewShotInferencer(config, None)
+    assert inferencer.modalities == ('rgb', )
+    support = {c: p[:1] for c, p in list(clips['support'].items())[:3]}
+    out = inferencer.fit(support).predict(clips['queries'][:2])
+    for p in out:
+        assert p['label'] in support
+        assert p['reliability'] == {'rgb': 1.0, 'flow': 0.0}
+        assert p['scores'] == p['modality_scores']['rgb']
+        assert math.isclose(sum(p['scores'].values()), 1, abs_tol=1e-5)
 
 
 def test_any_length_and_size(tmp_path, clips, checkpoint):
@@ -303,6 +358,50 @@ def test_flow_estimator_is_the_configs_else_dis():
     assert tvl1['estimator'] == dict(type='tvl1')
 
 
+# How long the demo trains in the end-to-end test (the demo: 300).
+TRAIN_ITERS = 60
+
+
+@pytest.mark.slow
+def test_trained_demo_labels_novel_classes_in_mp4_clips(tmp_path):
+    """Meta-train the demo briefly, then label mp4 clips (written with
+    OpenCV, 96 px, not the 64 px training rawframes) of its 5 novel
+    classes from 2 example clips each: well above chance (20%)."""
+    from mmengine.runner import Runner
+    data = make_shapes_dataset(str(tmp_path / 'shapes'), videos_per_class=6)
+    cfg = Config.fromfile(DEMO)
+    cfg.work_dir = str(tmp_path / 'work')
+    for split in ('train', 'val', 'test'):
+        inner = cfg[f'{split}_dataloader'].dataset.dataset
+        inner.ann_file = data[split]
+        inner.data_prefix = dict(img=data['rawframes'])
+    cfg.train_cfg.update(max_iters=TRAIN_ITERS, val_interval=10**6)
+    cfg.param_scheduler[0].T_max = TRAIN_ITERS
+    cfg.default_hooks.checkpoint.update(interval=TRAIN_ITERS, save_best=None)
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    Runner.from_cfg(cfg).train()
+    with open(data['test']) as f:
+        novel = sorted({line.split('/')[0] for line in f if line.strip()})
+    clips = tmp_path / 'clips'
+    clips.mkdir()
+    support = {
+        name: [write_video(clips / f'{name}_{k}.mp4',
+                           shapes_clip(name, [20, c, k], size=96))
+               for k in range(2)]
+        for c, name in enumerate(novel)
+    }
+    queries = [(name, write_video(clips / f'q_{name}_{k}.mp4',
+                                  shapes_clip(name, [21, c, k], size=96)))
+               for c, name in enumerate(novel) for k in range(8)]
+    inferencer = FewShotInferencer(
+        DEMO, str(tmp_path / 'work' / f'iter_{TRAIN_ITERS}.pth'))
+    predictions = inferencer.fit(support).predict([q for _, q in queries])
+    accuracy = np.mean([p['label'] == name
+                        for p, (name, _) in zip(predictions, queries)])
+    print(f'accuracy on {len(queries)} novel-class mp4 clips: {accuracy}')
+    assert accuracy >= 0.5, accuracy
+
+
 # -- failures: each names its file or class --------------------------------
 def test_unreadable_support_clip_is_named(clips, checkpoint):
     inferencer = FewShotInferencer(DEMO, checkpoint)
@@ -330,6 +429,11 @@ def test_support_folder_errors(tmp_path, clips):
     (root / 'wave').mkdir()
     with pytest.raises(SupportError, match="class 'wave'.* is empty"):
         read_support_dir(str(root))
+    cv2.imwrite(str(root / 'wave' / '0001.jpg'), np.zeros((8, 8, 3)))
+    with pytest.raises(SupportError,
+                       match="class 'wave'.* holds frames: put each clip"):
+        read_support_dir(str(root))
+    (root / 'wave' / '0001.jpg').unlink()
     (root / 'wave' / 'notes.txt').write_text('no clip here')
     with pytest.raises(SupportError,
                        match="class 'wave'.* holds no video.*notes.txt"):
@@ -358,6 +462,12 @@ def test_support_set_errors(clips, checkpoint):
         FewShotInferencer(DEMO, checkpoint).predict(clips['queries'])
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
         FewShotInferencer(DEMO, 'missing.pth')
+    # a checkpoint of another model: an error, not half-random weights
+    other = Config.fromfile(DEMO)
+    other.model.rgb.backbone.depth = 34
+    with pytest.raises(CheckpointError, match='demo_random.pth does not fit '
+                       'the model of .*: (missing|unexpected) key'):
+        FewShotInferencer(other, checkpoint)
 
 
 def test_unreadable_queries_are_named_and_the_others_predicted(

@@ -1,10 +1,10 @@
 """User-facing inference: recognise new actions from a few example clips
 (:class:`FewShotInferencer`, in the style of ``mmaction.apis``)."""
-from .fewshot_inferencer import (FewShotInferencer, FrameReadError,
-                                 SupportError, find_clips,
+from .fewshot_inferencer import (CheckpointError, FewShotInferencer,
+                                 FrameReadError, SupportError, find_clips,
                                  inference_pipelines, read_support_dir)
 
 __all__ = [
-    'FewShotInferencer', 'FrameReadError', 'SupportError', 'find_clips',
-    'inference_pipelines', 'read_support_dir'
+    'FewShotInferencer', 'FrameReadError', 'SupportError', 'CheckpointError',
+    'find_clips', 'inference_pipelines', 'read_support_dir'
 ]

@@ -11,8 +11,9 @@ test pipeline, with its decode step swapped for the input at hand
 (``FlowPairIndices`` + ``ComputeFlow``) with the estimator the config names
 (DIS by default)::
 
-    inferencer = FewShotInferencer('configs/demo/shapes_amfir_r18_5way1shot.py',
-                                   'work_dirs/demo/best.pth')
+    inferencer = FewShotInferencer(
+        'configs/demo/shapes_amfir_r18_5way1shot.py',
+        'work_dirs/demo/iter_300.pth')
     inferencer.fit({'wave': ['wave1.mp4', 'wave2.mp4'],
                     'clap': ['clap1.mp4', 'clap_frames/']})
     inferencer.predict(['new.mp4'])
@@ -76,8 +77,9 @@ from ..flow.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
                             FrameReadError, list_frame_files)
 from ..utils.io import DataError, list_folder
 
-__all__ = ['FewShotInferencer', 'SupportError', 'FrameReadError',
-           'find_clips', 'read_support_dir', 'inference_pipelines']
+__all__ = ['FewShotInferencer', 'SupportError', 'CheckpointError',
+           'FrameReadError', 'find_clips', 'read_support_dir',
+           'inference_pipelines']
 
 #: Steps of a config pipeline that read frames (replaced by the inferencer).
 DECODE_STEPS = ('RawFrameDecode', 'PairedRawFrameDecode', 'DecordDecode',
@@ -94,6 +96,11 @@ _NUMBERED = re.compile(r'^(.*?)(\d+)(\.[A-Za-z]+)$')
 class SupportError(DataError, ValueError):
     """The example clips cannot define the classes (the message names the
     class or folder)."""
+
+
+class CheckpointError(DataError, ValueError):
+    """A checkpoint does not fit the config's model (missing, unexpected or
+    differently shaped weights): a checkpoint of another config."""
 
 
 def _type(step: dict) -> str:
@@ -121,8 +128,9 @@ def find_clips(folder: str) -> Tuple[List[str], List[str]]:
         holding JPEG/PNG frames) and the names of the other entries, which
         are not clips (hidden entries are left out of both).
     """
+    folders, files = list_folder(folder)
     clips, others = [], []
-    for name in sorted(sum(list_folder(folder), [])):
+    for name in sorted(folders + files):
         path = osp.join(folder, name)
         if _is_video(path) or _has_frames(path):
             clips.append(path)
@@ -136,7 +144,8 @@ def read_support_dir(root: str) -> Dict[str, List[str]]:
 
     Returns:
         dict: class name -> clip paths (see :func:`find_clips`), classes in
-        sorted order.  Entries that are not clips are named in a log line.
+        sorted order.  Entries that are neither class folders nor clips are
+        named in a warning.
 
     Raises:
         SupportError: ``root`` is missing or has no class folder, or a class
@@ -144,14 +153,20 @@ def read_support_dir(root: str) -> Dict[str, List[str]]:
     """
     if not osp.isdir(root):
         raise SupportError(f'support folder not found: {root}')
-    support, ignored = {}, []
-    for name in list_folder(root)[0]:
+    class_folders, files = list_folder(root)
+    support, ignored = {}, [osp.join(root, f) for f in files]
+    for name in class_folders:
         folder = osp.join(root, name)
         clips, others = find_clips(folder)
         if not clips:
-            what = (f'holds no video ({"/".join(VIDEO_EXTENSIONS[:4])}...) '
-                    f'or frame folder, only {", ".join(others[:5])}'
-                    if others else 'is empty')
+            if _has_frames(folder):
+                what = ('holds frames: put each clip\'s frames in a '
+                        'sub-folder of its own')
+            elif others:
+                what = (f'holds no video ({"/".join(VIDEO_EXTENSIONS[:4])}'
+                        f'...) or frame folder, only {", ".join(others[:5])}')
+            else:
+                what = 'is empty'
             raise SupportError(f'class {name!r}: {folder} {what}')
         support[name] = clips
         ignored += [osp.join(folder, o) for o in others]
@@ -162,7 +177,7 @@ def read_support_dir(root: str) -> Dict[str, List[str]]:
         print_log(f'support: ignored {len(ignored)} entries that are not '
                   f'clips: {", ".join(ignored[:5])}'
                   f'{" ..." if len(ignored) > 5 else ""}',
-                  logger='current')
+                  logger='current', level=logging.WARNING)
     return support
 
 
@@ -179,9 +194,7 @@ def _frame_template(folder: str) -> Tuple[str, int]:
                              f'e.g. img_00001.jpg; found {names[0]!r}')
     prefix, digits, ext = match.groups()
     width = f'0{len(digits)}' if digits.startswith('0') else ''
-    tmpl = (prefix.replace('{', '{{').replace('}', '}}') + '{:' + width +
-            'd}' + ext)
-    return tmpl, int(digits)
+    return prefix + '{:' + width + 'd}' + ext, int(digits)
 
 
 def _test_pipeline(cfg: Config) -> List[dict]:
@@ -300,7 +313,8 @@ class FewShotInferencer:
         checkpoint (str, optional): a checkpoint of that config's model;
             ``None`` initialises the model (``init_weights``: pretrained
             backbones such as the EfficientNet-Lite0 config's get their
-            ImageNet weights).
+            ImageNet weights).  Loaded strictly: weights that do not fit
+            the model are a :class:`CheckpointError`.
         device (str): ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
         modalities (Sequence[str], optional): the modalities to use, a
             subset of the model's (default: all of them); ``('rgb',)``
@@ -333,7 +347,7 @@ class FewShotInferencer:
         else:
             if not osp.isfile(checkpoint):
                 raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
-            load_checkpoint(model, checkpoint, map_location='cpu')
+            _load_exactly(model, checkpoint, getattr(cfg, 'filename', None))
         self.cfg = cfg
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -681,6 +695,24 @@ class FewShotInferencer:
         return dict(label=self.classes[int(scores.argmax())],
                     scores=named(scores), reliability=reliability,
                     modality_scores=per_modality)
+
+
+def _load_exactly(model: torch.nn.Module, checkpoint: str,
+                  config: Optional[str]) -> None:
+    """MMEngine's ``load_checkpoint`` with ``strict=True``: weights that do
+    not fit are an error, not a model left half at its initial weights."""
+    try:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    except RuntimeError as err:
+        text = str(err)
+        if 'do not match exactly' not in text:
+            raise
+        problems = [line for line in text.splitlines()[1:] if line.strip()]
+        raise CheckpointError(
+            f'{checkpoint} does not fit the model of '
+            f'{config or "the config"}: {problems[0][:300]}'
+            f'{" ..." if len(problems) > 1 or len(problems[0]) > 300 else ""}'
+        ) from err
 
 
 def _common_shots(counts: List[int]) -> int:
