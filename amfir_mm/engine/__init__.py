@@ -1,8 +1,8 @@
 from .cached_episode_loops import CachedEpisodeTestLoop, CachedEpisodeValLoop
 from .hooks import (InitUntrainedModelHook, NonFiniteLossError,
-                    NonFiniteLossHook)
+                    NonFiniteLossHook, RNGStateHook)
 
 __all__ = [
     'CachedEpisodeValLoop', 'CachedEpisodeTestLoop', 'InitUntrainedModelHook',
-    'NonFiniteLossError', 'NonFiniteLossHook'
+    'NonFiniteLossError', 'NonFiniteLossHook', 'RNGStateHook'
 ]

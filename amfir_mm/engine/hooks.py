@@ -8,6 +8,11 @@
   "frozen ImageNet backbone" that is not ImageNet at all).
   :func:`amfir_mm.utils.build_runner` registers it on every runner it
   builds.
+* :class:`RNGStateHook` saves torch's random number generator states in
+  every checkpoint and restores them when training resumes, so that random
+  layers (dropout, stochastic depth) draw after a resume what they would
+  have drawn without the interruption.  :func:`amfir_mm.utils.build_runner`
+  registers it.
 * :class:`NonFiniteLossHook` stops training at the first iteration whose
   loss is NaN or infinite, before the backward pass and the optimiser step,
   so the weights (in memory and in the checkpoints) stay the last finite
@@ -61,6 +66,67 @@ class InitUntrainedModelHook(Hook):
 
     def before_val(self, runner) -> None:
         self._init_if_untrained(runner)
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Save torch's RNG states in checkpoints; restore them on resume.
+
+    MMEngine's checkpoints hold the model, optimiser, schedulers and the
+    seed, but not the random number generators' states, so a resumed run's
+    dropout / stochastic-depth masks restart from the seeded state instead
+    of continuing: killed and resumed, it ends with other weights than an
+    uninterrupted run.  This hook writes ``checkpoint['rng_state'] =
+    dict(torch=ByteTensor, cuda=[ByteTensor per device])`` (tensors only:
+    safe for ``weights_only`` loading) and, when training starts at a
+    resumed iteration (``before_train`` with ``runner.iter > 0``), sets
+    those states again.  Plain loading (``load_from`` without resume) does
+    not touch the generators.
+
+    NumPy's and Python's generators are left alone: the data pipelines use
+    them (in the dataloader workers, which MMEngine seeds per worker, or in
+    the main process with ``num_workers=0``), and MMEngine's resume replays
+    the dataloader up to the resumed iteration, which reproduces their
+    states.  The saved state is rank 0's (MMEngine saves checkpoints there);
+    with ``randomness.diff_rank_seed`` the other ranks keep their seeded
+    state (and a warning says so).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self) -> None:
+        self._resumed_state = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = dict(torch=torch.get_rng_state())
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state['cuda'] = torch.cuda.get_rng_state_all()
+        checkpoint['rng_state'] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._resumed_state = checkpoint.get('rng_state')
+
+    def before_train(self, runner) -> None:
+        state, self._resumed_state = self._resumed_state, None
+        if state is None or runner.iter == 0:
+            return
+        if runner.rank > 0 and (runner.cfg.get('randomness') or {}).get(
+                'diff_rank_seed'):
+            runner.logger.warning(
+                'diff_rank_seed: the checkpoint holds rank 0\'s RNG state '
+                f'only; rank {runner.rank} keeps its seeded state')
+            return
+        torch.set_rng_state(state['torch'])
+        if 'cuda' in state and torch.cuda.is_available():
+            if len(state['cuda']) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(state['cuda'])
+            else:
+                runner.logger.warning(
+                    f'the checkpoint holds {len(state["cuda"])} CUDA RNG '
+                    f'states, this machine has {torch.cuda.device_count()} '
+                    'devices: CUDA RNG states not restored')
+        runner.logger.info(
+            f'restored the RNG states of iteration {runner.iter}')
 
 
 def non_finite_terms(losses: Dict[str, torch.Tensor]) -> Dict[str, float]:
