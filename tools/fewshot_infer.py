@@ -35,7 +35,8 @@ from amfir_mm.apis import (FewShotInferencer, FrameReadError, find_clips,
                            read_support_dir)
 from amfir_mm.flow.estimators import METHOD_ALIASES
 from amfir_mm.flow.sources import list_frame_files
-from amfir_mm.utils.io import DataError, RefuseOverwriteError, error_line
+from amfir_mm.utils.io import RefuseOverwriteError
+from amfir_mm.utils.tool import run_tool
 
 #: More queries than this get a progress bar.
 PROGRESS_ABOVE = 3
@@ -142,7 +143,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, DataError) as err:  # bad input: one line
-        sys.exit(error_line(err))
+    sys.exit(run_tool(main, 'fewshot_infer'))  # bad input: one line

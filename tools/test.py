@@ -1,18 +1,29 @@
 """Meta-test a checkpoint on the config's fixed-seed test episodes.
 
     python tools/test.py CONFIG CHECKPOINT|none [--work-dir DIR]
+        [--episodes FILE] [--dump FILE]
+
+Ends with one line such as ``novel-class 5-way 1-shot accuracy: 61.2 ±
+0.9 % (RGB 55.0, flow 48.1, ...)``. Writes to the work dir:
+``test_metrics.json`` (the metrics), and, from
+``FewShotAccuracy``: ``episode_accuracy.json`` (each test episode's
+accuracy), ``per_class_accuracy.png`` and ``reliability_hist.png``; the
+log (with the config) is ``work_dir/<timestamp>/<timestamp>.log``. Bad
+data stops with one line naming the file (traceback in the log).
 """
 import argparse
 import json
 import os
-import sys
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
-from amfir_mm.utils import build_runner, close_distributed
-from amfir_mm.utils.io import DataError, error_line
+from amfir_mm.utils import close_distributed
+from amfir_mm.utils.tool import (accuracy_summary, build_tool_runner,
+                                 print_header, run_header, run_tool,
+                                 set_metric_out_dir)
 
 
 def parse_args(argv=None):
@@ -26,9 +37,10 @@ def parse_args(argv=None):
     parser.add_argument('--dump', help='pickle the per-episode predictions')
     parser.add_argument(
         '--episodes',
-        help='episode list (JSON): test on it if the file exists, else '
-        'write the drawn episodes there, so that other methods can be '
-        'tested on identical episodes')
+        help='episode list (JSON; which videos form each episode): test on '
+        'it if the file exists, else write the drawn episodes there, so '
+        'that other methods can be tested on identical episodes. Not to be '
+        'confused with episode_accuracy.json, the per-episode results')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. '
@@ -55,11 +67,7 @@ def main(argv=None):
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
     # per-episode results and plots go next to the logs
-    evaluators = cfg.test_evaluator if isinstance(
-        cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
-    for evaluator in evaluators:
-        if evaluator.get('type') == 'FewShotAccuracy':
-            evaluator.setdefault('out_dir', cfg.work_dir)
+    set_metric_out_dir(cfg, cfg.work_dir)
     if args.dump is not None:
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
@@ -71,7 +79,9 @@ def main(argv=None):
             cfg.test_dataloader.dataset.episodes_file = args.episodes
         else:
             save_episodes_to = args.episodes
-    runner = build_runner(cfg)  # cfg.runner_type, e.g. ChannelsLastRunner
+    print_header('test', run_header(cfg, args.config, 'test',
+                                    args.checkpoint))
+    runner = build_tool_runner(cfg)  # cfg.runner_type, e.g. ChannelsLast
     if save_episodes_to is not None and is_main_process():
         episodes = runner.test_dataloader.dataset
         episodes.save_episodes(save_episodes_to)
@@ -84,13 +94,14 @@ def main(argv=None):
                 json.dump(dict(config=args.config,
                                checkpoint=args.checkpoint,
                                metrics=metrics), f, indent=1)
+            test_set = cfg.test_dataloader.dataset
+            if 'fewshot/accuracy' in metrics and 'num_ways' in test_set:
+                print(accuracy_summary(metrics, test_set.num_ways,
+                                       test_set.num_shots), flush=True)
         return metrics
     finally:
         close_distributed(runner)
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (FileNotFoundError, DataError) as err:  # bad data: one line
-        sys.exit(error_line(err))
+    sys.exit(run_tool(main, 'test'))

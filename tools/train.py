@@ -9,18 +9,26 @@ MMEngine reads (``optim_wrapper.type='AmpOptimWrapper'``, ``sync_bn``,
 ``runner_type='ChannelsLastRunner'``), so a config may also set them.
 AMP and SyncBN need a GPU: without one, training stops at once with a
 one-line message instead of failing after the model is built.
+
+The terminal shows a short header, then MMEngine's loss / ETA lines; the
+environment, the whole config and the hook table go to the log file
+(``work_dir/<timestamp>/<timestamp>.log``). Bad data (a missing file, a
+malformed split line, too few videos, an unreadable frame) stops with one
+line naming the file (traceback in the log), and a run that stops before
+its first iteration leaves no ``<timestamp>/`` folder behind.
 """
 import argparse
 import os
-import sys
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.device import (get_device, is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
 
-from amfir_mm.utils import build_runner, close_distributed
-from amfir_mm.utils.io import DataError, error_line
+from amfir_mm.utils import close_distributed
+from amfir_mm.utils.tool import build_tool_runner, print_header, run_header, \
+    run_tool
 
 
 def parse_args(argv=None):
@@ -127,7 +135,8 @@ def merge_args(cfg: Config, args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = build_runner(cfg)
+    print_header('train', run_header(cfg, args.config, 'train'))
+    runner = build_tool_runner(cfg)
     try:
         runner.train()
     finally:
@@ -136,9 +145,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (FileNotFoundError, DataError) as err:  # bad data: one line
-        sys.exit(error_line(err))
-    except UnsupportedOptionError as err:
-        sys.exit(f'error: {err}')
+    sys.exit(run_tool(main, 'train', usage_errors=(UnsupportedOptionError,)))

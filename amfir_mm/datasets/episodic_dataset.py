@@ -12,6 +12,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import MMLogger
 
 from ..utils.io import DataError
+from ..utils.tool import plural
 
 
 class EpisodeError(DataError, ValueError):
@@ -130,11 +131,12 @@ class EpisodicDataset:
         if small:
             names = self.dataset.metainfo.get('classes')
             desc = ', '.join(
-                f'{names[c] if names else c} ({n} videos)'
+                f'{names[c] if names else c} ({plural(n, "video")})'
                 for c, n in sorted(small.items()))
-            msg = (f'{len(small)} classes in {origin} have fewer than '
+            msg = (f'{plural(len(small), "class")} in {origin} '
+                   f'{"has" if len(small) == 1 else "have"} fewer than '
                    f'num_shots + num_queries = '
-                   f'{need} videos: {desc}')
+                   f'{plural(need, "video")}: {desc}')
             if not self.drop_small_classes:
                 raise EpisodeError(msg + '; pass drop_small_classes=True to '
                                    'ignore them')
