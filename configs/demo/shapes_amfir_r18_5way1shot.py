@@ -16,6 +16,11 @@ optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=1e-3))
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, T_max=300, eta_min=1e-5)
 ]
-default_hooks = dict(logger=dict(interval=25),
-                     checkpoint=dict(interval=150, save_best='fewshot/accuracy',
-                                     rule='greater'))
+# Progress from the start (a line every 10 iterations); one checkpoint, the
+# final weights only (~90 MB, what tools/test.py and tools/fewshot_infer.py
+# need; with the optimiser state and a "best" copy it was ~600 MB). The
+# meta-test uses the final weights, so no "best" checkpoint is kept.
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(interval=300, save_best=None,
+                                     max_keep_ckpts=1, save_optimizer=False,
+                                     save_param_scheduler=False))
