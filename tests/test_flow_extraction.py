@@ -15,6 +15,7 @@ from amfir_mm.flow.extraction import (DONE_MARKER, ExtractionOptions,
                                       read_done_marker, run_extraction)
 from amfir_mm.flow.sources import discover_sources, read_source_list
 from amfir_mm.utils.io import NoVideosFoundError
+from amfir_mm.utils.tool import run_tool
 from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,7 +373,8 @@ def test_no_videos_is_an_error_on_every_path(tmp_path, capsys):
     listing.write_text('# nothing\n\n')
     with pytest.raises(NoVideosFoundError, match=r'list\.txt: no videos'):
         read_source_list(str(listing))
-    assert load_tool().main([str(empty), str(out), '--method', 'dis']) == 1
+    assert run_tool(load_tool().main, 'extract_flow',
+                    [str(empty), str(out), '--method', 'dis']) == 1
     err = capsys.readouterr().err.strip()
     assert re.fullmatch('NoVideosFoundError: ' + regex + r' \(.*\)', err)
     assert not out.exists()

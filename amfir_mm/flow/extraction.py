@@ -16,6 +16,7 @@ Failures (unreadable video, too few frames, ...) are caught per video,
 reported with the path and the reason, and counted; the other videos go on.
 """
 import json
+import logging
 import multiprocessing
 import os
 import os.path as osp
@@ -146,6 +147,47 @@ def read_done_marker(folder: str) -> Optional[dict]:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+class ExtractionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_extraction`: ``done`` of ``total`` videos
+    are finished in OUT (a rerun skips them); the video being written is
+    left as a ``.partial`` folder that a rerun redoes."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f'interrupted: {done} of {total} videos done')
+        self.done, self.total = done, total
+
+
+def changed_settings(old: dict, new: dict) -> dict:
+    """The settings (``.done.json``'s ``settings``) that differ:
+    ``{key: (old value, new value)}``."""
+    return {key: (old.get(key), new.get(key))
+            for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)}
+
+
+def _report_changed_settings(sources, out_root: str, todo: List[int],
+                             fingerprint: dict) -> Optional[str]:
+    """One line saying why finished videos are extracted again (their
+    marker records other settings), or None."""
+    changes, count = {}, 0
+    for i in todo:
+        marker = read_done_marker(
+            osp.join(out_root, *sources[i].rel_out.split('/')))
+        if marker is not None and isinstance(marker.get('settings'), dict):
+            count += 1
+            for key, values in changed_settings(marker['settings'],
+                                                fingerprint).items():
+                changes.setdefault(key, values)
+    if not count:
+        return None
+    what = '; '.join(f'{key}: {old} -> {new}'
+                     for key, (old, new) in changes.items())
+    return (f're-extracting {count} finished video'
+            f'{"" if count == 1 else "s"} made with other settings ({what})'
+            '; to keep the old output, stop (Ctrl-C) and rerun with the old '
+            'settings')
 
 
 def finished_result(source: FlowSource, out_root: str,
@@ -366,11 +408,16 @@ def run_extraction(
     Returns:
         ExtractionSummary: Per-video results (failures included).
 
+    A finished video whose ``.done.json`` records other settings is
+    extracted again, with a warning naming the settings that changed.
+
     Raises:
         FileNotFoundError: no video or frame folder to extract
             (:class:`~amfir_mm.utils.io.NoVideosFoundError`), or ``src``
             does not exist.
+        ExtractionInterrupted: Ctrl-C; it counts the finished videos.
     """
+    from mmengine.logging import print_log
     from mmengine.utils import ProgressBar
     start = time.monotonic()
     # Build once here so a bad config fails before any work starts.
@@ -391,20 +438,29 @@ def run_extraction(
         for s in sources
     ]
     todo = [i for i, result in enumerate(results) if result is None]
+    why = None if overwrite else _report_changed_settings(
+        sources, out, todo, fingerprint)
+    if why:
+        print_log(why, logger='current', level=logging.WARNING)
     bar = ProgressBar(len(todo)) if progress and todo else None
-    if workers <= 1 or len(todo) <= 1:
-        for i in todo:
-            results[i] = extract_video(sources[i], out, built, options,
-                                       overwrite)
-            if bar is not None:
-                bar.update()
-    elif todo:
-        cfg = built if estimator is None or isinstance(
-            estimator, BaseFlowEstimator) else estimator
-        done = _run_parallel([sources[i] for i in todo], cfg, out, options,
-                             overwrite, workers, bar)
-        for i, result in zip(todo, done):
-            results[i] = result
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                results[i] = extract_video(sources[i], out, built, options,
+                                           overwrite)
+                if bar is not None:
+                    bar.update()
+        elif todo:
+            cfg = built if estimator is None or isinstance(
+                estimator, BaseFlowEstimator) else estimator
+            done = _run_parallel([sources[i] for i in todo], cfg, out,
+                                 options, overwrite, workers, bar)
+            for i, result in zip(todo, done):
+                results[i] = result
+    except KeyboardInterrupt:
+        finished = sum(finished_result(s, out, fingerprint) is not None
+                       for s in sources)
+        raise ExtractionInterrupted(finished, len(sources)) from None
     if bar is not None:
         bar.file.write('\n')
     summary = ExtractionSummary(results)
