@@ -65,7 +65,7 @@ def _config_and_env(frame_tree, tmp_path, port_base):
 
 
 def _episodes(work_dir):
-    with open(os.path.join(work_dir, 'fewshot_episodes.json')) as f:
+    with open(os.path.join(work_dir, 'episode_accuracy.json')) as f:
         return sorted((e['episode_index'], e['accuracy'])
                       for e in json.load(f))
 

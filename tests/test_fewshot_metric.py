@@ -84,7 +84,7 @@ def test_two_modality_statistics_by_hand(tmp_path):
     # pi_flow .8 and .4 (flow right) both above .1 (rgb right)
     assert out['asi_auroc_flow'] == pytest.approx(100)
     for name in ('reliability_hist.png', 'per_class_accuracy.png',
-                 'fewshot_episodes.json'):
+                 'episode_accuracy.json'):
         assert (tmp_path / name).stat().st_size > 0
 
 

@@ -52,9 +52,11 @@ class FewShotAccuracy(BaseMetric):
     for "flow is the right one", %: 50 = no ranking skill).
 
     Args:
-        out_dir (str, optional): also write ``fewshot_episodes.json`` (per
-            episode accuracies), ``reliability_hist.png`` and
-            ``per_class_accuracy.png`` there.
+        out_dir (str, optional): also write ``episode_accuracy.json``
+            (each episode's index and accuracy; not the ``--episodes``
+            list of ``tools/test.py``), ``reliability_hist.png`` and
+            ``per_class_accuracy.png`` (x axis: the dataset's class names)
+            there.
     """
     default_prefix = 'fewshot'
 
@@ -91,7 +93,8 @@ class FewShotAccuracy(BaseMetric):
         if 'reliability' in results[0]:
             metrics.update(_asi_statistics(results))
         if self.out_dir:
-            _write_outputs(self.out_dir, results)
+            classes = (self.dataset_meta or {}).get('classes')
+            _write_outputs(self.out_dir, results, classes)
         return metrics
 
 
@@ -221,10 +224,46 @@ def _asi_statistics(results: List[dict]) -> dict:
     return stats
 
 
-def _write_outputs(out_dir: str, results: List[dict]) -> None:
+#: Each test episode's accuracy (not to be confused with an episode list).
+EPISODE_ACCURACY_FILE = 'episode_accuracy.json'
+
+
+def per_class_figure(results: List[dict],
+                     class_names: Optional[Sequence[str]] = None):
+    """Bar chart of the query accuracy (%) of each test class over all
+    episodes; the x axis names the classes (``class_names[label]``, the
+    dataset's ``classes``), else shows the labels.
+
+    Returns:
+        matplotlib.figure.Figure: the figure (the caller saves / closes it).
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    classes = np.concatenate([r['query_class'] for r in results])
+    correct = np.concatenate([r['correct'] for r in results])
+    labels = np.unique(classes)
+    acc = [100 * correct[classes == c].mean() for c in labels]
+    names = [str(class_names[c]) if class_names is not None
+             and 0 <= c < len(class_names) else str(c) for c in labels]
+    width = max(6, 0.3 * len(labels) + 0.06 * max(map(len, names)))
+    fig, ax = plt.subplots(figsize=(width, 4.5))
+    ax.bar(range(len(labels)), acc)
+    ax.set_xticks(range(len(labels)), names, rotation=45, ha='right',
+                  fontsize=8 if len(labels) > 20 else 10)
+    ax.set_xlabel('test class' if class_names is not None else
+                  'test class label')
+    ax.set_ylabel('query accuracy (%)')
+    ax.set_title('Per-class accuracy over all test episodes')
+    fig.tight_layout()
+    return fig
+
+
+def _write_outputs(out_dir: str, results: List[dict],
+                   class_names: Optional[Sequence[str]] = None) -> None:
     """Per-episode JSON and the two plots people look at."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, 'fewshot_episodes.json'), 'w') as f:
+    with open(osp.join(out_dir, EPISODE_ACCURACY_FILE), 'w') as f:
         json.dump([dict(episode_index=r['episode_index'],
                         accuracy=float(np.mean(r['correct'])))
                    for r in results], f)
@@ -252,15 +291,6 @@ def _write_outputs(out_dir: str, results: List[dict]) -> None:
         plt.close(fig)
 
     if 'query_class' in results[0]:
-        classes = np.concatenate([r['query_class'] for r in results])
-        correct = np.concatenate([r['correct'] for r in results])
-        labels = np.unique(classes)
-        acc = [100 * correct[classes == c].mean() for c in labels]
-        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(labels)), 3.6))
-        ax.bar([str(c) for c in labels], acc)
-        ax.set_xlabel('class label')
-        ax.set_ylabel('query accuracy (%)')
-        ax.set_title('Per-class accuracy over all test episodes')
-        fig.tight_layout()
+        fig = per_class_figure(results, class_names)
         fig.savefig(osp.join(out_dir, 'per_class_accuracy.png'), dpi=100)
         plt.close(fig)
