@@ -253,7 +253,7 @@ def describe_data(dataset_cfg) -> str:
     if inner.get('ann_file'):
         return f"{inner['ann_file']} (frames under {root})" if root else \
             inner['ann_file']
-    return f'{root} (every class folder)' if root else 'the config\'s data'
+    return f'the class folders in {root}' if root else 'the config\'s data'
 
 
 def describe_episodes(dataset_cfg) -> str:
@@ -285,7 +285,7 @@ def run_header(cfg, config: str, tool: str, checkpoint: str = None) -> list:
         interval = cfg.get('default_hooks', {}).get('logger', {}).get(
             'interval')
         lines.append(f'work dir: {cfg.work_dir}; loss and time left (ETA) '
-                     f'are logged every {interval} iterations')
+                     f'are logged every {plural(interval, "iteration")}')
     else:
         weights = 'the initialised weights (no checkpoint)' if \
             checkpoint in (None, 'none') else checkpoint
