@@ -104,7 +104,8 @@ def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
         for key in ('rgb_score', 'flow_score', 'reliability'):
             if key in s:
                 assert torch.allclose(s[key], f[key], atol=1e-5), key
-    assert slow_metrics == pytest.approx(fast_metrics)
+    # nan_ok: the ASI selection metrics are NaN without disagreements
+    assert slow_metrics == pytest.approx(fast_metrics, nan_ok=True)
 
 
 class LogRecorder(logging.Handler):
@@ -144,7 +145,7 @@ def test_embeddings_file_keyed_on_weights_and_pipeline(frame_tree, tmp_path):
 
     # same weights and pipeline: loaded, the backbone does not run
     calls[0] = 0
-    assert runner.test() == pytest.approx(first)
+    assert runner.test() == pytest.approx(first, nan_ok=True)
     assert calls[0] == 0
     assert any('loaded 24 video embeddings' in m for m in log.messages)
 
@@ -246,7 +247,7 @@ def test_chunk_size_does_not_change_predictions(frame_tree, tmp_path):
                       pickle.load(open(tmp_path / f'{size}.pkl', 'rb')))
     assert runs[1][1] == [(i, 1) for i in range(12)]
     assert runs[5][1] == [(0, 5), (1, 5), (2, 2)]
-    assert runs[1][0] == pytest.approx(runs[5][0])
+    assert runs[1][0] == pytest.approx(runs[5][0], nan_ok=True)
     one, five = runs[1][2], runs[5][2]
     assert len({float(r['reliability'][0, 0]) for r in one}) > 1
     assert [r['episode_index'] for r in five] == list(range(12))
