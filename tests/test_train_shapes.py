@@ -20,10 +20,17 @@ def test_demo_trains_and_beats_chance(tmp_path):
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert '[demo] meta-test on novel classes' in proc.stdout
     summary = json.loads((tmp_path / 'work' / 'demo_result.json').read_text())
+    last = proc.stdout.strip().splitlines()[-1]  # the README's line format
+    assert last == summary['summary_line']
+    assert last.startswith('novel-class 5-way 1-shot accuracy: ')
+    assert last.endswith('; 200 test episodes)')
+    assert 'Config:' not in proc.stdout  # in the log file only
     assert summary['fewshot/num_episodes'] == 200
     chance = 100 / 5
     assert summary['fewshot/accuracy'] - summary['fewshot/ci95'] > chance, \
         summary
-    assert (tmp_path / 'work' / 'iter_60.pth').is_file()
+    # one checkpoint, the final weights (what tools/test.py needs)
+    assert sorted(p.name for p in (tmp_path / 'work').glob('*.pth')) == \
+        ['iter_60.pth']
+    assert (tmp_path / 'work' / 'episode_accuracy.json').is_file()

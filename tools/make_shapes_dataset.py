@@ -9,10 +9,10 @@ import argparse
 import sys
 
 from amfir_mm.datasets.synthetic_shapes import make_shapes_dataset
-from amfir_mm.utils.io import RefuseOverwriteError, error_line
+from amfir_mm.utils.tool import run_tool
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('root', help='output folder')
     parser.add_argument('--videos-per-class', type=int, default=12)
@@ -21,16 +21,13 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--overwrite', action='store_true',
                         help='replace a shapes dataset made by this tool')
-    args = parser.parse_args()
-    try:
-        out = make_shapes_dataset(args.root, args.videos_per_class,
-                                  args.frames, args.size, args.seed,
-                                  args.overwrite)
-    except RefuseOverwriteError as err:
-        sys.exit(error_line(err))
+    args = parser.parse_args(argv)
+    # a ROOT that is not ours: one line (RefuseOverwriteError, run_tool)
+    out = make_shapes_dataset(args.root, args.videos_per_class, args.frames,
+                              args.size, args.seed, args.overwrite)
     for key, path in out.items():
         print(f'{key}: {path}')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main, 'make_shapes_dataset'))
