@@ -1,26 +1,28 @@
 """Few-shot inference cost per query video (``tools/fewshot_infer.py``).
 
     python benchmarks/fewshot_infer_speed.py [--queries 10] [--frames 90]
-        [--configs DEMO EFFL0]
+        [--configs DEMO EFFL0] [--threads N]
         [--out benchmarks/results/fewshot_infer_speed.json]
 
 Generated clips (moving shapes, nothing downloaded): 5 classes with one
 example clip each, and ``--queries`` query clips, all mp4 (MPEG-4) of
 ``--frames`` frames, 320x240 at 30 fps.  Per config (random or ImageNet
-weights: speed only), on the CPU, one query at a time after a warm-up:
+weights: speed only), one query per call after a warm-up, each time as
+wall-clock seconds (``*_s``) and as this process's CPU seconds
+(``*_cpu_s``, all its threads):
 
-1. ``per_query_s``: :meth:`FewShotInferencer.predict` of one query, all
+1. ``per_query``: :meth:`FewShotInferencer.predict` of one query with all
    of the model's modalities (decode, flow, both embeddings, the episode);
-2. its parts, measured apart on the same queries: ``load_rgb_s`` (decode
-   and transforms without flow), ``flow_s`` (the RGB + flow load minus
-   ``load_rgb_s``: the flow estimator plus decoding the frames each flow
-   pair needs), ``embed_rgb_s`` / ``embed_flow_s`` (each branch's backbone
-   on the query);
-3. ``rgb_only_per_query_s``: ``predict`` with ``modalities=('rgb',)``;
-4. ``flow_share``: ``(flow_s + embed_flow_s) / per_query_s``.
+2. ``flow``: the part of (1) inside the flow estimator (timed in place);
+3. ``embed_rgb`` / ``embed_flow``: one branch's embedding of a query
+   (data preprocessor + backbone), measured apart;
+4. ``rgb_only_per_query``: ``predict`` with ``modalities=('rgb',)``;
+5. ``flow_share``: ``(flow + embed_flow) / per_query``, from CPU times.
 
 Times are medians over the queries; ``fit_s`` is the one-off support
-embedding (5 clips).
+embedding (5 clips).  ``--threads`` sets torch's and OpenCV's threads
+(default: theirs); on a machine shared with other jobs, one thread avoids
+the stalls of several threads waiting for each other's cores.
 """
 import argparse
 import json
@@ -57,13 +59,49 @@ def write_clip(path: str, name: str, seed: int, frames: int) -> str:
     return path
 
 
-def median_time(fn, items) -> float:
-    times = []
+class Clock:
+    """Wall and process CPU seconds spent inside calls of a wrapped
+    function, accumulated."""
+
+    def __init__(self, fn=None) -> None:
+        self.fn = fn
+        self.wall = self.cpu = 0.0
+
+    def __call__(self, *args, **kwargs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.process_time() - cpu
+
+
+def medians(fn, items, clock=None) -> dict:
+    """Median wall / CPU seconds of ``fn(item)`` (and of the time inside
+    ``clock`` during each call) over ``items``."""
+    rows = []
     for item in items:
-        start = time.perf_counter()
-        fn(item)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if clock is not None:
+            clock.wall = clock.cpu = 0.0
+        run = Clock(fn)
+        run(item)
+        rows.append((run.wall, run.cpu) + (
+            (clock.wall, clock.cpu) if clock is not None else ()))
+    names = ('s', 'cpu_s', 'inner_s', 'inner_cpu_s')
+    return {n: statistics.median(col) for n, col in zip(names, zip(*rows))}
+
+
+def flow_clock(inferencer) -> Clock:
+    """Time the flow estimator of the inferencer's video pipeline in
+    place."""
+    from amfir_mm.datasets.transforms import ComputeFlow
+    from amfir_mm.flow import build_flow_estimator
+    clock = Clock()
+    for transform in inferencer._compose('decord', True).transforms:
+        if isinstance(transform, ComputeFlow):
+            clock.fn = build_flow_estimator(transform.estimator_cfg)
+            transform._estimator = clock
+    return clock
 
 
 def measure(config: str, support: dict, queries: list) -> dict:
@@ -71,26 +109,28 @@ def measure(config: str, support: dict, queries: list) -> dict:
     row = dict(config=config)
     start = time.perf_counter()
     full = FewShotInferencer(osp.join(ROOT, config), None)
-    row['build_s'] = round(time.perf_counter() - start, 2)
+    row['build_s'] = time.perf_counter() - start
     start = time.perf_counter()
     full.fit(support)
-    row['fit_s'] = round(time.perf_counter() - start, 2)
+    row['fit_s'] = time.perf_counter() - start
+    clock = flow_clock(full)
     full.predict(queries[:1])  # warm-up
-    row['per_query_s'] = median_time(lambda q: full.predict([q]), queries)
+    got = medians(lambda q: full.predict([q]), queries, clock)
+    row.update(per_query_s=got['s'], per_query_cpu_s=got['cpu_s'],
+               flow_s=got['inner_s'], flow_cpu_s=got['inner_cpu_s'])
+    sample = full.load(queries[0])[0]
+    for m in full.modalities:
+        got = medians(lambda _: full._embed([sample], (m, )), queries)
+        row.update({f'embed_{m}_s': got['s'], f'embed_{m}_cpu_s':
+                    got['cpu_s']})
     rgb = FewShotInferencer(osp.join(ROOT, config), None,
                             modalities=('rgb', )).fit(support)
     rgb.predict(queries[:1])
-    row['rgb_only_per_query_s'] = median_time(lambda q: rgb.predict([q]),
-                                              queries)
-    row['load_rgb_s'] = median_time(rgb.load, queries)
-    row['load_rgb_flow_s'] = median_time(full.load, queries)
-    row['flow_s'] = row['load_rgb_flow_s'] - row['load_rgb_s']
-    sample = full.load(queries[0])[0]
-    for m in full.modalities:
-        row[f'embed_{m}_s'] = median_time(
-            lambda _: full._embed([sample], (m, )), queries)
-    row['flow_share'] = (row['flow_s'] + row.get('embed_flow_s', 0)) / \
-        row['per_query_s']
+    got = medians(lambda q: rgb.predict([q]), queries)
+    row.update(rgb_only_per_query_s=got['s'],
+               rgb_only_per_query_cpu_s=got['cpu_s'])
+    row['flow_share'] = (row['flow_cpu_s'] + row['embed_flow_cpu_s']) / \
+        row['per_query_cpu_s']
     row['flow_estimator'] = full.flow_estimator
     return {k: round(v, 4) if isinstance(v, float) else v
             for k, v in row.items()}
@@ -101,10 +141,15 @@ def main(argv=None):
     parser.add_argument('--queries', type=int, default=10)
     parser.add_argument('--frames', type=int, default=90)
     parser.add_argument('--configs', nargs='+', default=[DEMO, EFFL0])
+    parser.add_argument('--threads', type=int,
+                        help='torch and OpenCV threads (default: theirs)')
     parser.add_argument(
         '--out', default=osp.join(ROOT, 'benchmarks', 'results',
                                   'fewshot_infer_speed.json'))
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     from amfir_mm.datasets.synthetic_shapes import class_names
     from mmengine.logging import MMLogger
     MMLogger.get_instance('fewshot_infer_speed', log_level='WARNING')

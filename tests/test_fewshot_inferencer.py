@@ -376,6 +376,8 @@ def test_trained_demo_labels_novel_classes_in_mp4_clips(tmp_path):
         inner.ann_file = data[split]
         inner.data_prefix = dict(img=data['rawframes'])
     cfg.train_cfg.update(max_iters=TRAIN_ITERS, val_interval=10**6)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.train_dataloader.dataset.num_queries = 1  # half the demo's cost
     cfg.param_scheduler[0].T_max = TRAIN_ITERS
     cfg.default_hooks.checkpoint.update(interval=TRAIN_ITERS, save_best=None)
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]

@@ -36,7 +36,7 @@ from amfir_mm.apis import (FewShotInferencer, FrameReadError, find_clips,
 from amfir_mm.flow.estimators import METHOD_ALIASES
 from amfir_mm.flow.sources import list_frame_files
 from amfir_mm.utils.io import RefuseOverwriteError
-from amfir_mm.utils.tool import run_tool
+from amfir_mm.utils.tool import plural, print_header, run_tool
 
 #: More queries than this get a progress bar.
 PROGRESS_ABOVE = 3
@@ -118,7 +118,13 @@ def main(argv=None):
                                    flow_estimator=args.flow,
                                    batch_size=args.batch_size)
     counts = ', '.join(f'{c} ({len(v)})' for c, v in support.items())
-    print(f'support: {len(support)} classes: {counts}', flush=True)
+    print_header('fewshot_infer', [
+        f'{plural(len(support), "class")} (example clips): {counts}',
+        f'{plural(len(queries), "query", "queries")}; modalities: '
+        f'{", ".join(inferencer.modalities)}' +
+        (f'; flow: {inferencer.flow_estimator["type"]}'
+         if 'flow' in inferencer.modalities else '')
+    ])
     inferencer.fit(support, skip_unreadable=args.skip_unreadable,
                    progress=sum(map(len, support.values())) > PROGRESS_ABOVE)
     results = inferencer.predict(queries, on_error='report',
