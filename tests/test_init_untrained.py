@@ -36,17 +36,19 @@ test_dataloader = dict(
 
 
 def run_test_tool(monkeypatch, argv):
-    """``tools/test.py`` ``main(argv)``; returns its runner and metrics."""
+    """``tools/test.py`` ``main(argv)``; returns the runner it built (with
+    :func:`amfir_mm.utils.runner.build_runner`) and its metrics."""
+    import amfir_mm.utils.runner as runner_module
     tool = load_script('tools/test.py', 'amfir_test_tool')
-    built = []
+    build, built = runner_module.build_runner, []
 
-    def build_runner(cfg):
-        built.append(tool.build_runner.__wrapped__(cfg))
+    def recording_build_runner(cfg):
+        built.append(build(cfg))
         return built[-1]
 
-    build_runner.__wrapped__ = tool.build_runner
-    monkeypatch.setattr(tool, 'build_runner', build_runner)
+    monkeypatch.setattr(runner_module, 'build_runner', recording_build_runner)
     metrics = tool.main(argv)
+    assert len(built) == 1
     return built[0], metrics
 
 
