@@ -71,10 +71,39 @@ def test_build_flow_estimator_defaults_and_aliases():
         DISFlowEstimator('slow')
 
 
-def test_registered_in_mmaction_models():
+def test_estimators_have_their_own_registry():
     from mmaction.registry import MODELS
-    estimator = MODELS.build(dict(type='DISFlowEstimator', preset='fast'))
-    assert isinstance(estimator, BaseFlowEstimator)
+    from mmengine.registry import DefaultScope
+
+    from amfir_mm.registry import FLOW_ESTIMATORS
+    names = ('TVL1FlowEstimator', 'FarnebackFlowEstimator',
+             'DISFlowEstimator', 'MMFlowEstimator')
+    for name in names:
+        assert FLOW_ESTIMATORS.get(name).__name__ == name
+        assert MODELS.get(name) is None
+    estimator = FLOW_ESTIMATORS.build(dict(type='DISFlowEstimator',
+                                           preset='fast'))
+    assert type(estimator) is DISFlowEstimator
+    assert estimator.preset == 'fast'
+    # Under a runner's ``mmaction`` default scope, a config's type still
+    # builds, through the transform that computes flow as through the helper.
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        built = build_flow_estimator(dict(type='DISFlowEstimator',
+                                          preset='ultrafast'))
+        assert type(built) is DISFlowEstimator
+        assert built.preset == 'ultrafast'
+        from mmaction.registry import TRANSFORMS
+        compute = TRANSFORMS.build(
+            dict(type='ComputeFlow',
+                 estimator=dict(type='FarnebackFlowEstimator')))
+        frame1, frame2 = shifted_texture_pair()
+        results = compute(
+            dict(imgs=[frame1, frame2], frame_inds=np.array([0, 1]),
+                 flow_inds=np.array([0]), rgb_frame_inds=np.array([0])))
+    assert type(compute._estimator) is FarnebackFlowEstimator
+    expected = quantize_flow(FarnebackFlowEstimator()(frame1, frame2))
+    np.testing.assert_array_equal(results['flow'][0],
+                                  np.stack(expected, axis=-1))
 
 
 @pytest.mark.parametrize('frame1,frame2,message', [

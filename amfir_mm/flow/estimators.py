@@ -7,12 +7,12 @@ pixels, x (to the right) then y (down)::
     estimator = build_flow_estimator(dict(type='DISFlowEstimator'))
     flow = estimator(frame1, frame2)          # (H, W, 2) float32, pixels
 
-Registry: estimators are registered in MMAction2's ``MODELS`` registry (they
-are not ``nn.Module`` s, but that is where MMAction2 projects put buildable
-components, and a config under the ``mmaction`` default scope finds them by
-``type=``). A child registry was not used: MMEngine resolves ``type=`` in the
-registry of the *default scope*, so modules of a child registry would only be
-found as ``type='amfir_mm.X'``.
+Registry: estimators are registered in their own registry,
+:data:`amfir_mm.registry.FLOW_ESTIMATORS` (they are not ``nn.Module`` s, so
+not in MMAction2's ``MODELS``); a config names them by ``type=`` as usual
+(``dict(type='ComputeFlow', estimator=dict(type='DISFlowEstimator'))``) and
+:func:`build_flow_estimator` builds them under the ``amfir_mm`` scope, so the
+runner's ``mmaction`` default scope does not hide them.
 
 Available types: ``TVL1FlowEstimator`` (default), ``FarnebackFlowEstimator``,
 ``DISFlowEstimator`` (OpenCV, CPU) and ``MMFlowEstimator`` (MMFlow networks
@@ -23,7 +23,9 @@ from typing import List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
-from mmaction.registry import MODELS
+from mmengine.registry import DefaultScope
+
+from ..registry import FLOW_ESTIMATORS
 
 
 def check_frame_pair(frame1: np.ndarray, frame2: np.ndarray) -> None:
@@ -123,7 +125,7 @@ class _OpenCVFlowEstimator(BaseFlowEstimator):
         return state
 
 
-@MODELS.register_module()
+@FLOW_ESTIMATORS.register_module()
 class TVL1FlowEstimator(_OpenCVFlowEstimator):
     """Dual TV-L1 flow (``cv2.optflow.DualTVL1OpticalFlow_create``).
 
@@ -171,7 +173,7 @@ class TVL1FlowEstimator(_OpenCVFlowEstimator):
                 ('epsilon', self.epsilon)] + sorted(self.kwargs.items())
 
 
-@MODELS.register_module()
+@FLOW_ESTIMATORS.register_module()
 class FarnebackFlowEstimator(_OpenCVFlowEstimator):
     """Farneback polynomial-expansion flow (``cv2.calcOpticalFlowFarneback``).
 
@@ -205,7 +207,7 @@ class FarnebackFlowEstimator(_OpenCVFlowEstimator):
         return list(self.params.items())
 
 
-@MODELS.register_module()
+@FLOW_ESTIMATORS.register_module()
 class DISFlowEstimator(_OpenCVFlowEstimator):
     """Dense Inverse Search flow (``cv2.DISOpticalFlow_create``); fastest.
 
@@ -255,8 +257,9 @@ def build_flow_estimator(cfg: FlowEstimatorCfg = None) -> BaseFlowEstimator:
         cfg (None | str | dict | BaseFlowEstimator): ``None`` gives
             :class:`TVL1FlowEstimator` with its defaults; a string is a short
             name (``'tvl1'``, ``'farneback'``, ``'dis'``) or a registered type
-            name; a dict is a config with ``type`` built from MMAction2's
-            ``MODELS`` registry; an estimator is returned as is.
+            name; a dict is a config with ``type`` built from
+            :data:`amfir_mm.registry.FLOW_ESTIMATORS`; an estimator is
+            returned as is.
 
     Returns:
         BaseFlowEstimator: The estimator.
@@ -272,7 +275,10 @@ def build_flow_estimator(cfg: FlowEstimatorCfg = None) -> BaseFlowEstimator:
                         f'estimator or a dict with "type", got {cfg!r}')
     cfg = dict(cfg)
     cfg['type'] = METHOD_ALIASES.get(cfg['type'], cfg['type'])
-    estimator = MODELS.build(cfg)
+    # The registry's own scope: under a runner the default scope is
+    # ``mmaction``, whose registry tree does not hold flow estimators.
+    with DefaultScope.overwrite_default_scope(FLOW_ESTIMATORS.scope):
+        estimator = FLOW_ESTIMATORS.build(cfg)
     if not isinstance(estimator, BaseFlowEstimator):
         raise TypeError(f'{cfg["type"]} is not a flow estimator '
                         f'(got {type(estimator).__name__})')

@@ -25,10 +25,10 @@ import re
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
-from mmaction.registry import MODELS
 
 from ..compat import (MissingCompiledOpError, fix_mmflow_batched_postprocess,
                       import_mmflow_models)
+from ..registry import FLOW_ESTIMATORS
 from .estimators import BaseFlowEstimator, check_frame_pairs
 
 
@@ -73,7 +73,7 @@ def _pad_divisor_from(cfg) -> Optional[int]:
     return None
 
 
-@MODELS.register_module()
+@FLOW_ESTIMATORS.register_module()
 class MMFlowEstimator(BaseFlowEstimator):
     """Flow from an MMFlow (1.0.0rc0) network, e.g. RAFT.
 
