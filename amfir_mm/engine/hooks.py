@@ -45,7 +45,10 @@ class InitUntrainedModelHook(Hook):
     the model was never initialised (``BaseModule.is_init``: a model that
     was trained in this runner is left alone).  Initialisation is
     MMEngine's own (``Runner._init_model_weights``: ``init_weights`` of the
-    unwrapped model, parameters broadcast from rank 0).
+    unwrapped model, parameters broadcast from rank 0).  Weights set by
+    hand (``runner.model.load_state_dict``) before ``runner.test()`` would
+    be re-initialised: load them through ``load_from``, or set
+    ``model.is_init = True``.
     """
 
     priority = 'VERY_HIGH'
