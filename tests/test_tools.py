@@ -386,3 +386,30 @@ def test_per_class_plot_names_the_classes():
     fig = per_class_figure(results)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == \
         ['0', '2']
+
+
+def test_flow_frame_errors_print_plain_numbers(tmp_path):
+    """Frame indices arrive as numpy integers (``np.int32``); messages show
+    them as plain numbers, never ``np.int32(1)``."""
+    import cv2
+    from amfir_mm.datasets.transforms import PairedRawFrameDecode
+    from amfir_mm.datasets.transforms.paired import paired_flow_indices
+    video = tmp_path / 'v'
+    video.mkdir()
+    for t in range(1, 5):
+        cv2.imwrite(str(video / f'img_{t:05d}.jpg'),
+                    np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(video / 'x_00001.jpg'), np.zeros((8, 8), np.uint8))
+    results = dict(frame_dir=str(video), filename_tmpl='img_{:05d}.jpg',
+                   frame_inds=np.array([1, 2], np.int32), total_frames=4,
+                   start_index=1, modality='RGB')
+    with pytest.raises(FileNotFoundError) as missing:
+        PairedRawFrameDecode().transform(results)
+    (video / 'y_00001.jpg').write_bytes(b'garbage')
+    with pytest.raises(DataError) as corrupt:
+        PairedRawFrameDecode().transform(results)
+    with pytest.raises(ValueError) as below:
+        paired_flow_indices(np.array([0, 2], np.int32), 1, 3)
+    assert str(below.value) == 'frame index 0 is below start_index 1'
+    for err in (missing.value, corrupt.value):
+        assert 'y_00001.jpg' in str(err) and 'np.' not in str(err)
