@@ -1,6 +1,7 @@
 """tools/extract_flow.py and amfir_mm.flow.extraction."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from amfir_mm.flow.extraction import (DONE_MARKER, ExtractionOptions,
-                                      read_done_marker, run_extraction)
+from amfir_mm.flow.extraction import (DONE_MARKER, PARTIAL_MARKER,
+                                      ExtractionOptions, read_done_marker,
+                                      run_extraction)
 from amfir_mm.flow.sources import discover_sources, read_source_list
 from amfir_mm.utils.io import NoVideosFoundError
 from amfir_mm.utils.tool import run_tool
@@ -159,11 +161,17 @@ def test_resume_redoes_only_unfinished(small_dataset, tmp_path):
     run_extraction(str(small_dataset), str(out), FAST, progress=False)
     finished = out / 'classA' / 'clip1'
     stamp = os.stat(finished / DONE_MARKER).st_mtime_ns
-    # Simulate a killed run: a half-written temp folder, and a final
-    # folder without its completion marker.
+    # Simulate a killed run: a half-written temp folder (as the extractor
+    # leaves it: its start marker and some frames) ...
     (out / 'classB' / 'clip2').rename(out / 'classB' / '.clip2.partial')
-    (out / 'classB' / '.clip2.partial' / 'x_00003.jpg').unlink()
-    (out / 'classB' / 'clip3' / DONE_MARKER).unlink()
+    partial = out / 'classB' / '.clip2.partial'
+    (partial / DONE_MARKER).unlink()
+    (partial / 'x_00003.jpg').unlink()
+    (partial / PARTIAL_MARKER).write_text('{}')
+    # ... and one removed before its final marker was written: an empty
+    # temp folder.
+    shutil.rmtree(out / 'classB' / 'clip3')
+    (out / 'classB' / '.clip3.partial').mkdir()
     summary = run_extraction(
         str(small_dataset), str(out), FAST, progress=False)
     status = {r.source.rel_out: r.status for r in summary.results}
@@ -174,7 +182,9 @@ def test_resume_redoes_only_unfinished(small_dataset, tmp_path):
     }
     assert os.stat(finished / DONE_MARKER).st_mtime_ns == stamp
     assert files(out / 'classB' / 'clip2', 'x_') == expected_names('x_', 4)
+    assert files(out / 'classB' / 'clip3', 'x_') == expected_names('x_', 5)
     assert not list(out.rglob('*.partial'))
+    assert not list(out.rglob(PARTIAL_MARKER))
     # Other settings invalidate finished videos.
     again = run_extraction(
         str(small_dataset),
@@ -183,6 +193,42 @@ def test_resume_redoes_only_unfinished(small_dataset, tmp_path):
         ExtractionOptions(bound=10),
         progress=False)
     assert again.count('done') == 3
+
+
+@pytest.mark.parametrize('overwrite', [False, True])
+def test_never_deletes_what_it_did_not_write(small_dataset, tmp_path,
+                                             overwrite):
+    out = tmp_path / 'out'
+    # A user's folder where clip1's output goes, and a hidden '.partial'
+    # folder of someone else's where clip2's temp folder goes: no marker.
+    mine = out / 'classA' / 'clip1'
+    mine.mkdir(parents=True)
+    (mine / 'notes.txt').write_text('keep me\n')
+    theirs = out / 'classB' / '.clip2.partial'
+    theirs.mkdir(parents=True)
+    (theirs / 'x_00001.jpg').write_bytes(b'not ours')
+    summary = run_extraction(
+        str(small_dataset), str(out), FAST, progress=False,
+        overwrite=overwrite)
+    status = {r.source.rel_out: r.status for r in summary.results}
+    assert status == {
+        'classA/clip1': 'failed',
+        'classB/clip2': 'failed',
+        'classB/clip3': 'done'
+    }
+    assert summary.count('failed') == 2
+    errors = {r.source.rel_out: r.error for r in summary.failures}
+    for rel_out, folder in (('classA/clip1', mine), ('classB/clip2', theirs)):
+        assert str(folder) in errors[rel_out]
+        assert 'not written by the extractor' in errors[rel_out]
+    for result in summary.failures:
+        assert f'FAILED {result.source.path}: {result.error}' in \
+            summary.report()
+    assert sorted(p.name for p in mine.iterdir()) == ['notes.txt']
+    assert (mine / 'notes.txt').read_text() == 'keep me\n'
+    assert sorted(p.name for p in theirs.iterdir()) == ['x_00001.jpg']
+    assert (theirs / 'x_00001.jpg').read_bytes() == b'not ours'
+    assert not (out / 'classB' / 'clip2').exists()
 
 
 def finished_markers(out):

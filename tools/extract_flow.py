@@ -17,11 +17,11 @@ source, frame counts and the settings used). ``OUT/annotations.txt`` lists
 
 Resume: rerun the same command. Videos whose ``.done.json`` records the
 same settings are skipped; a video cut off mid-way (a hidden
-``.<name>.partial/`` folder, or a folder without the marker) is redone;
+``.<name>.partial/`` folder marked by ``.partial.json``) is redone;
 finished videos made with other settings are extracted again, and the
 tool says which settings changed. Ctrl-C stops with a one-line count of
-what is done. Do not point OUT at data you want to keep: folders there
-without the marker are replaced.
+what is done. Nothing the tool did not write is deleted: an output folder
+holding files but no marker fails that video, named in the summary.
 
 Methods (time per frame pair at 224x224 on a 2-core CPU, from
 benchmarks/FLOW.md): dis (default; OpenCV DIS, medium preset) ~3 ms, the

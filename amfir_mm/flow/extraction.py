@@ -8,9 +8,12 @@ frame i+1, i = 1..N-1, quantised by :func:`quantize_flow`) and, with
 Resumable: a video is written into ``OUT/<parent>/.<name>.partial/`` and
 renamed to its final name when complete; the folder then holds a
 ``.done.json`` marker (source, frame counts, settings). A run skips videos
-whose marker records the same estimator and options, and redoes anything
-else (half-written temp folders, folders without a marker, other
-settings). Two runs must not write into the same OUT at once.
+whose marker records the same estimator and options, and redoes what it
+wrote itself: half-written temp folders (marked by ``.partial.json`` from
+their start) and finished videos made with other settings. It deletes
+nothing it did not write: an output or temp folder that holds files but no
+marker fails that video with a message naming the folder (counted in the
+summary). Two runs must not write into the same OUT at once.
 
 Failures (unreadable video, too few frames, ...) are caught per video,
 reported with the path and the reason, and counted; the other videos go on.
@@ -40,6 +43,8 @@ from .sources import FlowSource, FrameReadError, discover_sources, \
     frame_readers
 
 DONE_MARKER = '.done.json'
+#: Written into a temp folder when it is created (what a rerun may redo).
+PARTIAL_MARKER = '.partial.json'
 RGB_TMPL = 'img_{:05d}.jpg'
 FLOW_TMPL = '{}_{:05d}.jpg'
 
@@ -200,6 +205,21 @@ def finished_result(source: FlowSource, out_root: str,
     return None
 
 
+def _not_ours(folder: str) -> Optional[str]:
+    """Why ``folder`` may not be deleted, or None if it may: it does not
+    exist, is empty, or holds the extractor's own marker (``.done.json`` or
+    ``.partial.json``)."""
+    if not osp.lexists(folder):
+        return None
+    if osp.isdir(folder) and not osp.islink(folder):
+        names = os.listdir(folder)
+        if not names or DONE_MARKER in names or PARTIAL_MARKER in names:
+            return None
+    return (f'{folder} exists and was not written by the extractor (no '
+            f'{DONE_MARKER} or {PARTIAL_MARKER}); it is left as it is: '
+            'move it away or choose another OUT')
+
+
 def _write_jpeg(path: str, image: np.ndarray, quality: int) -> None:
     if not cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise OSError(f'cannot write {path}')
@@ -280,10 +300,17 @@ def extract_video(source: FlowSource,
             error=f'output folder {final} would replace '
             'the source; choose an OUT outside the source folders')
     temp = osp.join(osp.dirname(final), f'.{osp.basename(final)}.partial')
+    for folder in (final, temp):
+        refused = _not_ours(folder)
+        if refused:
+            return VideoResult(source, 'failed', error=refused)
     errors = []
     for reader_name, make_frames in frame_readers(source):
         shutil.rmtree(temp, ignore_errors=True)
         os.makedirs(temp)
+        with open(osp.join(temp, PARTIAL_MARKER), 'w',
+                  encoding='utf-8') as f:
+            json.dump(dict(source=source.path), f)
         try:
             num_frames = _convert(make_frames(), temp, estimator, options,
                                   source.path)
@@ -309,6 +336,12 @@ def extract_video(source: FlowSource,
                     seconds=round(seconds, 3)),
                 f,
                 indent=1)
+        os.remove(osp.join(temp, PARTIAL_MARKER))
+        refused = _not_ours(final)  # written meanwhile by someone else
+        if refused:
+            shutil.rmtree(temp)
+            return VideoResult(
+                source, 'failed', error=refused, seconds=seconds)
         if osp.lexists(final):
             shutil.rmtree(final)
         os.rename(temp, final)  # the commit point
