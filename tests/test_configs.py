@@ -84,7 +84,19 @@ def test_config_builds_its_model(path):
     key = repr(model_cfg)
     if key not in _BUILT:  # benchmark configs share one model: build once
         _BUILT[key] = MODELS.build(copy.deepcopy(model_cfg))
-    assert _BUILT[key] is not None
+    model = _BUILT[key]
+    # the classes the config names, where it names them
+    assert type(model) is MODELS.get(model_cfg['type'])
+    if model_cfg['type'] == 'AMFIRRecognizer':
+        modalities = model_cfg['modalities']
+        assert list(model.branches) == list(modalities)
+        parts = [(model.branches[m], model_cfg[m]) for m in modalities]
+    else:
+        parts = [(model, model_cfg)]
+    for module, part_cfg in parts:
+        for name in ('backbone', 'cls_head'):
+            assert type(getattr(module, name)) is \
+                MODELS.get(part_cfg[name]['type']), (path, name)
 
 
 @pytest.mark.parametrize('path', AMFIR)
