@@ -233,9 +233,14 @@ def test_single_modality_ablations():
     torch.testing.assert_close(sample.pred_score, sample.rgb_score)
     assert 'flow_score' not in sample
     assert sample.reliability[:, 0].eq(1).all()
-    # a single-modality model also takes a plain tensor
+    # a single-modality model also takes a plain tensor: the same losses
+    rgb.train()  # predict() left it in eval mode
     data = rgb.data_preprocessor(batch(), True)
-    assert rgb(data['inputs']['imgs'], data['data_samples'], mode='loss')
+    tensor_losses = rgb(data['inputs']['imgs'], data['data_samples'],
+                        mode='loss')
+    assert set(tensor_losses) == {'loss_rgb', 'acc_rgb'}
+    for key, value in rgb_losses.items():
+        torch.testing.assert_close(tensor_losses[key], value)
 
 
 def test_average_fusion_is_plain_late_fusion():
@@ -484,21 +489,23 @@ def test_batched_predictions_equal_per_episode(overrides):
                                   samples[1].reliability)
 
 
-def test_mixed_shape_episodes_run_one_by_one():
+def test_mixed_shape_episodes_equal_reference():
     model = build(init=False).eval()
     torch.nn.init.normal_(model.asi.mlp[-1].weight)
     shapes = [(5, 1, 1), (2, 2, 3), (5, 1, 1)]  # 10 videos each
-    feats = {m: torch.randn(3, 10 * FRAMES, 16) for m in model.modalities}
+    gen = torch.Generator().manual_seed(2)
+    feats = {m: torch.randn(3, 10 * FRAMES, 16, generator=gen)
+             for m in model.modalities}
     with torch.no_grad():
         samples = model.predict_episodes(feats, episode_samples(shapes))
         for e, sample in enumerate(samples):
-            alone = model.predict_episodes(
-                {m: f[e:e + 1] for m, f in feats.items()},
-                episode_samples(shapes[e:e + 1]))[0]
+            ref = reference_prediction(
+                model, {m: f[e] for m, f in feats.items()},
+                dict(zip(('num_ways', 'num_shots', 'num_queries'),
+                         shapes[e])))
             assert sample.pred_score.shape == (shapes[e][0] * shapes[e][2],
                                                shapes[e][0])
-            for key in ('pred_score', 'rgb_score', 'flow_score',
-                        'reliability'):
-                torch.testing.assert_close(sample.get(key), alone.get(key))
+            for key, value in ref.items():
+                torch.testing.assert_close(sample.get(key), value)
         outputs = model.episode_outputs(feats, episode_samples(shapes))
         assert outputs[1]['logits'].shape == (6, 2, 2)
