@@ -8,12 +8,12 @@
 # (made by tools/install.sh), so the venv need not be active.
 set -e
 TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-. "$TOOLS/find_python.sh"
 if [ $# -lt 3 ]; then
     echo "usage: bash tools/dist_test.sh CONFIG CHECKPOINT|none NPROC" \
          "[test.py options]" >&2
     exit 2
 fi
+. "$TOOLS/find_python.sh"
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3

@@ -7,11 +7,11 @@
 # (made by tools/install.sh), so the venv need not be active.
 set -e
 TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-. "$TOOLS/find_python.sh"
 if [ $# -lt 2 ]; then
     echo "usage: bash tools/dist_train.sh CONFIG NPROC [train.py options]" >&2
     exit 2
 fi
+. "$TOOLS/find_python.sh"
 CONFIG=$1
 NPROC=$2
 NNODES=${NNODES:-1}
