@@ -113,7 +113,8 @@ class ToolRun:
     MMEngine's Runner creates ``work_dir`` (if absent), ``work_dir/
     <timestamp>/`` (log, ``vis_data``) and dumps the config as
     ``work_dir/<config name>.py``. If the run fails before its first
-    training iteration (``runner.iter == 0``: a data error, a bad option),
+    training iteration (a data error, a bad option, Ctrl-C; for
+    ``tools/test.py``, which does not train, any failure),
     :meth:`remove_failed_run` removes exactly what this run created: the
     timestamp folder (after moving its log file to
     ``<tempdir>/amfir_mm/``), the dumped config if it was not there before,
