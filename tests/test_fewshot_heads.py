@@ -295,23 +295,31 @@ def test_batched_distances_equal_per_episode(head, shots):
     [(3, 1, 1)] * 4,
     [(3, 1, 1), (2, 2, 1), (3, 1, 1)],  # 6 videos each, other shapes
 ], ids=['same_shape', 'mixed_shapes'])
-def test_head_predict_batched_equals_per_episode(shapes):
+def test_head_predict_and_loss_equal_reference(shapes):
+    """Batched logits, posteriors and loss equal a plain loop: split each
+    episode by hand, the head's distances, -d / tau, cross-entropy."""
     torch.manual_seed(0)
-    head = OTAMHead(temperature=0.5)
-    feats = torch.randn(len(shapes), 6 * 4, 5)  # 6 videos x 4 frames
+    tau = 0.5
+    head = OTAMHead(temperature=tau)
+    frames, channels = 4, 5
+    feats = torch.randn(len(shapes), 6 * frames, channels)  # 6 videos
     logits = head.episode_logits(feats, episode_samples(shapes))
     assert isinstance(logits, torch.Tensor) == (len(set(shapes)) == 1)
     batch = head.predict(feats, episode_samples(shapes))
-    for b, shape in enumerate(shapes):
-        alone = head.predict(feats[b:b + 1], episode_samples([shape]))[0]
-        single = head.episode_logits(feats[b:b + 1], episode_samples([shape]))
-        torch.testing.assert_close(logits[b], single[0])
-        torch.testing.assert_close(batch[b].pred_score, alone.pred_score)
-        assert torch.equal(batch[b].pred_label, alone.pred_label)
     loss = head.loss(feats, episode_samples(shapes))['loss_cls']
-    alone = [head.loss(feats[b:b + 1], episode_samples([s]))['loss_cls']
-             for b, s in enumerate(shapes)]
-    torch.testing.assert_close(loss, torch.stack(alone).mean())
+    losses = []
+    for b, (ways, shots, queries) in enumerate(shapes):
+        videos = feats[b].reshape(6, frames, channels)
+        support, query = videos[:ways * shots], videos[ways * shots:]
+        assert len(query) == ways * queries
+        with torch.no_grad():
+            expected = -head.distances(support, query, ways, shots) / tau
+        labels = torch.arange(ways).repeat_interleave(queries)
+        torch.testing.assert_close(logits[b].detach(), expected)
+        torch.testing.assert_close(batch[b].pred_score, expected.softmax(-1))
+        assert torch.equal(batch[b].pred_label, expected.argmax(-1))
+        losses.append(torch.nn.functional.cross_entropy(expected, labels))
+    torch.testing.assert_close(loss.detach(), torch.stack(losses).mean())
 
 
 CACHED_HEADS = {
