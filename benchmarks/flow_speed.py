@@ -1,7 +1,7 @@
 """Flow estimator speed and extraction-tool scaling on this machine.
 
     python benchmarks/flow_speed.py [--pairs 20] [--skip-raft]
-        [--out benchmarks/flow_speed.json]
+        [--out benchmarks/results/flow_speed.json]
 
 1. Frames/s (frame pairs per second) of every estimator at 224x224: median
    over ``--pairs`` consecutive-frame pairs of real ssv2_mini frames resized
@@ -169,7 +169,8 @@ def main():
     parser.add_argument('--pairs', type=int, default=20)
     parser.add_argument('--skip-raft', action='store_true')
     parser.add_argument(
-        '--out', default=str(ROOT / 'benchmarks' / 'flow_speed.json'))
+        '--out',
+        default=str(ROOT / 'benchmarks' / 'results' / 'flow_speed.json'))
     args = parser.parse_args()
     pairs, frames_from = frame_pairs(args.pairs)
     report = dict(
