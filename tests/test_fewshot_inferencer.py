@@ -23,6 +23,7 @@ from amfir_mm.apis import (CheckpointError, FewShotInferencer,
 from amfir_mm.apis.fewshot_inferencer import _test_pipeline
 from amfir_mm.datasets.synthetic_shapes import (make_shapes_dataset,
                                                 render_video)
+from amfir_mm.flow import UnsupportedDeviceError
 from amfir_mm.utils.io import RefuseOverwriteError
 from conftest import PROJECT_ROOT, load_script
 
@@ -464,6 +465,9 @@ def test_support_set_errors(clips, checkpoint):
         FewShotInferencer(DEMO, checkpoint).predict(clips['queries'])
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
         FewShotInferencer(DEMO, 'missing.pth')
+    if not torch.cuda.is_available():
+        with pytest.raises(UnsupportedDeviceError, match="device='cuda'"):
+            FewShotInferencer(DEMO, checkpoint, device='cuda')
     # a checkpoint of another model: an error, not half-random weights
     other = Config.fromfile(DEMO)
     other.model.rgb.backbone.depth = 34

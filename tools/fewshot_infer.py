@@ -33,6 +33,7 @@ from mmengine.logging import MMLogger
 
 from amfir_mm.apis import (FewShotInferencer, FrameReadError, find_clips,
                            read_support_dir)
+from amfir_mm.flow import UnsupportedDeviceError
 from amfir_mm.flow.estimators import METHOD_ALIASES
 from amfir_mm.flow.sources import list_frame_files
 from amfir_mm.utils.io import RefuseOverwriteError
@@ -149,4 +150,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_tool(main, 'fewshot_infer'))  # bad input: one line
+    # bad input or no such device: one line
+    sys.exit(run_tool(main, 'fewshot_infer',
+                      usage_errors=(UnsupportedDeviceError, )))

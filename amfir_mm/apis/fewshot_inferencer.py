@@ -72,6 +72,7 @@ from mmengine.runner import load_checkpoint
 from mmengine.utils import ProgressBar
 
 from ..datasets.split_reader import count_frames
+from ..flow.mmflow_estimator import UnsupportedDeviceError
 from ..flow.quantization import DEFAULT_FLOW_BOUND
 from ..flow.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
                             FrameReadError, list_frame_files)
@@ -340,6 +341,11 @@ class FewShotInferencer:
         if not isinstance(cfg, Config):
             raise TypeError(f'config must be a path or a Config, got '
                             f'{type(cfg).__name__}')
+        if torch.device(device).type == 'cuda' and \
+                not torch.cuda.is_available():
+            raise UnsupportedDeviceError(
+                f'device={device!r}, but torch.cuda.is_available() is False '
+                f'(torch {torch.__version__}); use device=\'cpu\'')
         init_default_scope(cfg.get('default_scope', 'mmaction'))
         model = MODELS.build(cfg.model)
         if checkpoint is None:
