@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from amfir_mm.compat import MissingCompiledOpError
-from amfir_mm.flow import (BaseFlowEstimator, DISFlowEstimator,
-                           FarnebackFlowEstimator, MMFlowEstimator,
-                           TVL1FlowEstimator, UnsupportedDeviceError,
-                           build_flow_estimator, dequantize_flow,
-                           quantize_flow)
+from amfir_mm.flow import (DISFlowEstimator, FarnebackFlowEstimator,
+                           MMFlowEstimator, TVL1FlowEstimator,
+                           UnsupportedDeviceError, build_flow_estimator,
+                           dequantize_flow, quantize_flow)
 
 RAFT_CONFIG = 'mmflow::raft/raft_8xb2_100k_mixed-368x768.py'
 SHIFT = (3.0, -2.0)  # pixels, x then y
