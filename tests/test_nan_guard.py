@@ -102,8 +102,8 @@ def test_nan_loss_stops_with_the_last_finite_weights(tmp_path):
 @pytest.mark.parametrize('custom_hooks', [
     [], [dict(type='NonFiniteLossHook', enabled=False)]
 ], ids=['no_hook', 'disabled'])
-def test_without_the_guard_training_goes_on_with_nan_weights(tmp_path,
-                                                            custom_hooks):
+def test_without_the_guard_training_goes_on_with_nan_weights(
+        tmp_path, custom_hooks):
     runner, model = train(tmp_path, custom_hooks)
     runner.train()
     assert model.calls == MAX_ITERS
