@@ -548,21 +548,37 @@ def run_cli(*args):
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_failures_are_one_line(tmp_path, clips, checkpoint):
+def test_cli_failures_are_one_line(tmp_path, clips, checkpoint, cli,
+                                   capsys):
+    """An unreadable query, an empty class folder, an unreadable example
+    clip: one line on stderr naming it, exit status 1 (the command itself,
+    then its main under run_tool in this process)."""
+    from amfir_mm.utils.tool import run_tool
     support = small_support(clips, tmp_path / 'small')
     proc = run_cli(DEMO, checkpoint, '--support', support, '--query',
                    clips['broken'])
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
         f'FrameReadError: cannot read video {clips["broken"]} (decord: ')
-    empty = tmp_path / 'support'
+
+    def error_line(support):
+        status = run_tool(cli.main, 'fewshot_infer', [
+            DEMO, checkpoint, '--support', str(support), '--query',
+            clips['queries'][0]])
+        assert status == 1
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    empty = tmp_path / 'empty'
     (empty / 'clap').mkdir(parents=True)
     (empty / 'wave').mkdir()
-    proc = run_cli(DEMO, checkpoint, '--support', str(empty), '--query',
-                   clips['queries'][0])
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == \
+    assert error_line(empty) == \
         f"SupportError: class 'clap': {empty / 'clap'} is empty"
+    broken = tmp_path / 'broken'
+    small_support(clips, broken)
+    os.symlink(clips['broken'], next(broken.iterdir()) / 'b.mp4')
+    assert error_line(broken).startswith(
+        'FrameReadError: cannot read video '
+        f'{next(broken.iterdir()) / "b.mp4"} (decord: ')
 
 
 def test_readme_command_on_real_videos(tmp_path, shared_data, cli, capsys):
