@@ -85,8 +85,8 @@ def medians(fn, items, clock=None) -> dict:
             clock.wall = clock.cpu = 0.0
         run = Clock(fn)
         run(item)
-        rows.append((run.wall, run.cpu) + (
-            (clock.wall, clock.cpu) if clock is not None else ()))
+        rows.append((run.wall, run.cpu) +
+                    ((clock.wall, clock.cpu) if clock is not None else ()))
     names = ('s', 'cpu_s', 'inner_s', 'inner_cpu_s')
     return {n: statistics.median(col) for n, col in zip(names, zip(*rows))}
 
@@ -116,24 +116,31 @@ def measure(config: str, support: dict, queries: list) -> dict:
     clock = flow_clock(full)
     full.predict(queries[:1])  # warm-up
     got = medians(lambda q: full.predict([q]), queries, clock)
-    row.update(per_query_s=got['s'], per_query_cpu_s=got['cpu_s'],
-               flow_s=got['inner_s'], flow_cpu_s=got['inner_cpu_s'])
+    row.update(
+        per_query_s=got['s'],
+        per_query_cpu_s=got['cpu_s'],
+        flow_s=got['inner_s'],
+        flow_cpu_s=got['inner_cpu_s'])
     sample = full.load(queries[0])[0]
     for m in full.modalities:
         got = medians(lambda _: full._embed([sample], (m, )), queries)
-        row.update({f'embed_{m}_s': got['s'], f'embed_{m}_cpu_s':
-                    got['cpu_s']})
-    rgb = FewShotInferencer(osp.join(ROOT, config), None,
-                            modalities=('rgb', )).fit(support)
+        row.update({
+            f'embed_{m}_s': got['s'],
+            f'embed_{m}_cpu_s': got['cpu_s']
+        })
+    rgb = FewShotInferencer(
+        osp.join(ROOT, config), None, modalities=('rgb', )).fit(support)
     rgb.predict(queries[:1])
     got = medians(lambda q: rgb.predict([q]), queries)
-    row.update(rgb_only_per_query_s=got['s'],
-               rgb_only_per_query_cpu_s=got['cpu_s'])
+    row.update(
+        rgb_only_per_query_s=got['s'], rgb_only_per_query_cpu_s=got['cpu_s'])
     row['flow_share'] = (row['flow_cpu_s'] + row['embed_flow_cpu_s']) / \
         row['per_query_cpu_s']
     row['flow_estimator'] = full.flow_estimator
-    return {k: round(v, 4) if isinstance(v, float) else v
-            for k, v in row.items()}
+    return {
+        k: round(v, 4) if isinstance(v, float) else v
+        for k, v in row.items()
+    }
 
 
 def main(argv=None):
@@ -141,42 +148,52 @@ def main(argv=None):
     parser.add_argument('--queries', type=int, default=10)
     parser.add_argument('--frames', type=int, default=90)
     parser.add_argument('--configs', nargs='+', default=[DEMO, EFFL0])
-    parser.add_argument('--threads', type=int,
-                        help='torch and OpenCV threads (default: theirs)')
     parser.add_argument(
-        '--out', default=osp.join(ROOT, 'benchmarks', 'results',
-                                  'fewshot_infer_speed.json'))
+        '--threads',
+        type=int,
+        help='torch and OpenCV threads (default: theirs)')
+    parser.add_argument(
+        '--out',
+        default=osp.join(ROOT, 'benchmarks', 'results',
+                         'fewshot_infer_speed.json'))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    from amfir_mm.datasets.synthetic_shapes import class_names
     from mmengine.logging import MMLogger
+
+    from amfir_mm.datasets.synthetic_shapes import class_names
     MMLogger.get_instance('fewshot_infer_speed', log_level='WARNING')
     names = class_names()[::5][:5]
     load_start = os.getloadavg()
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        support = {n: [write_clip(osp.join(tmp, f'{n}_s.mp4'), n, i,
-                                  args.frames)]
-                   for i, n in enumerate(names)}
-        queries = [write_clip(osp.join(tmp, f'q{i}.mp4'),
-                              names[i % len(names)], 100 + i, args.frames)
-                   for i in range(args.queries)]
+        support = {
+            n: [write_clip(osp.join(tmp, f'{n}_s.mp4'), n, i, args.frames)]
+            for i, n in enumerate(names)
+        }
+        queries = [
+            write_clip(
+                osp.join(tmp, f'q{i}.mp4'), names[i % len(names)], 100 + i,
+                args.frames) for i in range(args.queries)
+        ]
         rows = []
         for config in args.configs:
             rows.append(measure(config, support, queries))
             print(json.dumps(rows[-1]), flush=True)
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
-                            cwd=ROOT, capture_output=True,
+                            cwd=ROOT,
+                            capture_output=True,
                             text=True).stdout.strip()
     out = dict(
-        command='python benchmarks/fewshot_infer_speed.py ' + ' '.join(
-            sys.argv[1:] if argv is None else argv),
-        date=time.strftime('%Y-%m-%d %H:%M'), commit=commit,
+        command='python benchmarks/fewshot_infer_speed.py ' +
+        ' '.join(sys.argv[1:] if argv is None else argv),
+        date=time.strftime('%Y-%m-%d %H:%M'),
+        commit=commit,
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs, CPU only, '
         f'torch {torch.__version__}, {torch.get_num_threads()} threads',
-        load_average_start=load_start, load_average_end=os.getloadavg(),
+        load_average_start=load_start,
+        load_average_end=os.getloadavg(),
         wall_s=round(time.perf_counter() - wall, 1),
         setting=f'5 classes x 1 example clip, {args.queries} queries, mp4 '
         f'{WIDTH}x{HEIGHT} {args.frames} frames at {FPS:g} fps, one query '

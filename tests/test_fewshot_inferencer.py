@@ -17,9 +17,8 @@ from mmaction.registry import DATASETS, MODELS, TRANSFORMS
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 
-from amfir_mm.apis import (CheckpointError, FewShotInferencer,
-                           FrameReadError, SupportError, inference_pipelines,
-                           read_support_dir)
+from amfir_mm.apis import (CheckpointError, FewShotInferencer, FrameReadError,
+                           SupportError, inference_pipelines, read_support_dir)
 from amfir_mm.apis.fewshot_inferencer import _test_pipeline
 from amfir_mm.datasets.synthetic_shapes import (make_shapes_dataset,
                                                 render_video)
@@ -31,8 +30,8 @@ DEMO = str(PROJECT_ROOT / 'configs/demo/shapes_amfir_r18_5way1shot.py')
 EFFL0 = str(PROJECT_ROOT / 'configs/ssv2mini/amfir_effl0_112_5way1shot.py')
 CONFIGS = sorted(
     str(p.relative_to(PROJECT_ROOT))
-    for p in (PROJECT_ROOT / 'configs').rglob('*.py') if '_base_' not in
-    p.parts)
+    for p in (PROJECT_ROOT / 'configs').rglob('*.py')
+    if '_base_' not in p.parts)
 
 
 def write_video(path, frames_bgr, fps=12.0):
@@ -40,8 +39,8 @@ def write_video(path, frames_bgr, fps=12.0):
     (MJPG) with OpenCV."""
     fourcc = 'MJPG' if str(path).endswith('.avi') else 'mp4v'
     height, width = frames_bgr[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc),
-                             fps, (width, height))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
     assert writer.isOpened(), path
     for frame in frames_bgr:
         writer.write(np.ascontiguousarray(frame))
@@ -51,8 +50,8 @@ def write_video(path, frames_bgr, fps=12.0):
 
 def shapes_clip(name, seed, num_frames=8, size=64):
     shape, motion = name.split('_')
-    return render_video(shape, motion, np.random.default_rng(seed),
-                        num_frames, size)
+    return render_video(shape, motion, np.random.default_rng(seed), num_frames,
+                        size)
 
 
 def write_frames(folder, frames_bgr, tmpl='{:08d}.jpg'):
@@ -109,17 +108,23 @@ def clips(tmp_path_factory, shapes):
             write_video(folder / f'{k}.mp4', shapes_clip(name, [7, c, i]))
             for i, k in enumerate('ab')
         ]
-    queries = [write_video(root / f'q_{name}.mp4',
-                           shapes_clip(name, [8, c], size=96))
-               for c, name in enumerate(shapes['test_classes'])]
+    queries = [
+        write_video(root / f'q_{name}.mp4', shapes_clip(name, [8, c], size=96))
+        for c, name in enumerate(shapes['test_classes'])
+    ]
     one_frame = write_video(root / 'one_frame.mp4',
                             shapes_clip(shapes['test_classes'][0], 9)[:1])
     three = write_video(root / 'three.mp4',
                         shapes_clip(shapes['test_classes'][1], 10, 3))
     broken = root / 'broken.mp4'
     broken.write_bytes(b'this is not a video' * 100)
-    return dict(root=str(root), support=support, queries=queries,
-                one_frame=one_frame, three=three, broken=str(broken))
+    return dict(
+        root=str(root),
+        support=support,
+        queries=queries,
+        one_frame=one_frame,
+        three=three,
+        broken=str(broken))
 
 
 @pytest.fixture(scope='module')
@@ -138,8 +143,9 @@ def small_support(clips, root):
 
 
 # the demo's prototype heads, and the standard configs' OTAM and TRX heads
-HEADS = dict(otam=dict(type='OTAMHead'),
-             trx=dict(type='TRXHead', in_channels=512, out_channels=64))
+HEADS = dict(
+    otam=dict(type='OTAMHead'),
+    trx=dict(type='TRXHead', in_channels=512, out_channels=64))
 
 
 def inferencer_with_head(shapes, checkpoint, head):
@@ -160,8 +166,8 @@ def test_scores_equal_the_models_episode_path(shapes, checkpoint, head):
     per-modality and pi outputs are the model's own (per-episode, uncached)
     predictions for that episode."""
     cfg, inferencer = inferencer_with_head(shapes, checkpoint, head)
-    cfg.test_dataloader.dataset.update(num_shots=2, num_queries=1,
-                                       num_episodes=1)
+    cfg.test_dataloader.dataset.update(
+        num_shots=2, num_queries=1, num_episodes=1)
     episodes = DATASETS.build(cfg.test_dataloader.dataset)
     expected = inferencer.model.test_step(pseudo_collate([episodes[0]]))[0]
     names = episodes.dataset.metainfo['classes']
@@ -191,8 +197,7 @@ def test_scores_equal_the_models_episode_path(shapes, checkpoint, head):
 
 
 @pytest.mark.parametrize('head', ['prototype', 'otam', 'trx'])
-def test_repeating_every_clip_changes_nothing(shapes, clips, checkpoint,
-                                              head):
+def test_repeating_every_clip_changes_nothing(shapes, clips, checkpoint, head):
     """What unequal clip counts rely on: with each class's clips repeated
     the same number of times, every head scores as without repetition."""
     _, inferencer = inferencer_with_head(shapes, checkpoint, head)
@@ -210,15 +215,17 @@ def test_repeating_every_clip_changes_nothing(shapes, clips, checkpoint,
                 e['modality_scores'][m], abs=1e-5)
 
 
-def test_unequal_clip_counts_give_each_clip_equal_weight(shapes, clips,
-                                                         checkpoint):
+def test_unequal_clip_counts_give_each_clip_equal_weight(
+        shapes, clips, checkpoint):
     """Classes of 1, 2 and 3 clips: the RGB posterior equals a hand-made
     prototype classifier over the clips' features (cosine to each class's
     mean embedding, over the head's temperature)."""
     names = shapes['test_classes']
-    support = {names[0]: clips['support'][names[0]][:1],
-               names[1]: clips['support'][names[1]],
-               names[2]: clips['support'][names[2]] + [clips['queries'][2]]}
+    support = {
+        names[0]: clips['support'][names[0]][:1],
+        names[1]: clips['support'][names[1]],
+        names[2]: clips['support'][names[2]] + [clips['queries'][2]]
+    }
     inferencer = FewShotInferencer(DEMO, checkpoint, modalities=['rgb'])
     query = clips['queries'][3]
     got = inferencer.fit(support).predict([query])[0]
@@ -235,12 +242,14 @@ def test_unequal_clip_counts_give_each_clip_equal_weight(shapes, clips,
         torch.stack([embedding(p) for p in paths]).mean(0)
         for paths in support.values()
     ])
-    cosine = torch.nn.functional.cosine_similarity(embedding(query)[None],
-                                                   prototypes)
+    cosine = torch.nn.functional.cosine_similarity(
+        embedding(query)[None], prototypes)
     expected = ((cosine - 1) / branch.cls_head.temperature).softmax(0)
     torch.testing.assert_close(
-        torch.tensor([got['scores'][c] for c in support]), expected,
-        rtol=1e-4, atol=1e-5)
+        torch.tensor([got['scores'][c] for c in support]),
+        expected,
+        rtol=1e-4,
+        atol=1e-5)
     assert inferencer.num_shots == 6  # each clip repeated 6, 3 and 2 times
 
 
@@ -248,8 +257,8 @@ def test_missing_flow_falls_back_to_rgb(clips, checkpoint, fitted):
     """A 1-frame query has no flow: RGB alone, pi = (1, 0); its scores and
     those of --modalities rgb are the RGB branch's posterior, which is the
     full model's rgb modality score for a normal query."""
-    rgb = FewShotInferencer(DEMO, checkpoint,
-                            modalities=('rgb', )).fit(clips['support'])
+    rgb = FewShotInferencer(
+        DEMO, checkpoint, modalities=('rgb', )).fit(clips['support'])
     queries = [clips['one_frame'], clips['queries'][0]]
     full_out = fitted.predict(queries)
     rgb_out = rgb.predict(queries)
@@ -292,9 +301,10 @@ def test_any_length_and_size(tmp_path, clips, checkpoint):
     assert with_flow
     imgs, flow = sample['inputs']['imgs'], sample['inputs']['flow']
     assert imgs.shape == (8, 3, 56, 56) and flow.shape == (8, 2, 56, 56)
-    sampled = TRANSFORMS.build(dict(
-        type='SampleFrames', clip_len=1, num_clips=8, test_mode=True))(
-            dict(total_frames=3, start_index=0))['frame_inds']
+    sampled = TRANSFORMS.build(
+        dict(type='SampleFrames', clip_len=1, num_clips=8,
+             test_mode=True))(dict(total_frames=3,
+                                   start_index=0))['frame_inds']
     assert len(set(sampled.tolist())) == 3
     for i in range(8):
         for j in range(8):
@@ -309,8 +319,8 @@ def test_any_length_and_size(tmp_path, clips, checkpoint):
     sample, _ = inferencer.load(frames)
     assert sample['inputs']['flow'].shape == (8, 2, 56, 56)
     # decord 0.6 cannot decode 72 px wide MPEG-4 frames: PyAV does
-    odd = write_video(tmp_path / 'odd.mp4', shapes_clip('cross_up', 2,
-                                                        size=72))
+    odd = write_video(tmp_path / 'odd.mp4',
+                      shapes_clip('cross_up', 2, size=72))
     sample, _ = inferencer.load(odd)
     assert sample['inputs']['imgs'].shape == (8, 3, 56, 56)
 
@@ -326,8 +336,12 @@ def test_every_config_reads_videos_and_frame_folders(tmp_path, config):
     folder = write_frames(tmp_path / 'frames', frames, 'img_{:05d}.jpg')
     decoded = TRANSFORMS.build(dict(type='DecordInit'))(
         dict(filename=video, start_index=0, modality='RGB'))
-    rawframes = dict(frame_dir=folder, total_frames=6, start_index=1,
-                     filename_tmpl='img_{:05d}.jpg', modality='RGB')
+    rawframes = dict(
+        frame_dir=folder,
+        total_frames=6,
+        start_index=1,
+        filename_tmpl='img_{:05d}.jpg',
+        modality='RGB')
     for reader, results in (('decord', decoded), ('frames', rawframes)):
         for with_flow in (True, False) if pipelines['paired'] else (False, ):
             out = Compose(pipelines['steps'][reader, with_flow])(
@@ -344,14 +358,15 @@ def test_every_config_reads_videos_and_frame_folders(tmp_path, config):
 
 def test_flow_estimator_is_the_configs_else_dis():
     demo = inference_pipelines(_test_pipeline(Config.fromfile(DEMO)))
-    assert demo['estimator'] == dict(type='DISFlowEstimator',
-                                     preset='medium')
+    assert demo['estimator'] == dict(type='DISFlowEstimator', preset='medium')
     effl0 = inference_pipelines(_test_pipeline(Config.fromfile(EFFL0)))
     assert effl0['estimator'] == dict(type='DISFlowEstimator')
     steps = [s['type'] for s in effl0['steps']['frames', True]]
     # flow computed after resizing to the config's short side (128 px)
-    assert steps[:6] == ['SampleFrames', 'FlowPairIndices', 'RawFrameDecode',
-                         'Resize', 'ComputeFlow', 'StackRGBFlow']
+    assert steps[:6] == [
+        'SampleFrames', 'FlowPairIndices', 'RawFrameDecode', 'Resize',
+        'ComputeFlow', 'StackRGBFlow'
+    ]
     assert 'FlowMagnitudeImage' in steps
     rgb = [s['type'] for s in effl0['steps']['decord', False]]
     assert 'ComputeFlow' not in rgb and 'StackRGBFlow' not in rgb
@@ -388,19 +403,22 @@ def test_trained_demo_labels_novel_classes_in_mp4_clips(tmp_path):
     clips = tmp_path / 'clips'
     clips.mkdir()
     support = {
-        name: [write_video(clips / f'{name}_{k}.mp4',
-                           shapes_clip(name, [20, c, k], size=96))
-               for k in range(2)]
+        name: [
+            write_video(clips / f'{name}_{k}.mp4',
+                        shapes_clip(name, [20, c, k], size=96))
+            for k in range(2)
+        ]
         for c, name in enumerate(novel)
     }
-    queries = [(name, write_video(clips / f'q_{name}_{k}.mp4',
-                                  shapes_clip(name, [21, c, k], size=96)))
+    queries = [(name,
+                write_video(clips / f'q_{name}_{k}.mp4',
+                            shapes_clip(name, [21, c, k], size=96)))
                for c, name in enumerate(novel) for k in range(8)]
     inferencer = FewShotInferencer(
         DEMO, str(tmp_path / 'work' / f'iter_{TRAIN_ITERS}.pth'))
     predictions = inferencer.fit(support).predict([q for _, q in queries])
-    accuracy = np.mean([p['label'] == name
-                        for p, (name, _) in zip(predictions, queries)])
+    accuracy = np.mean(
+        [p['label'] == name for p, (name, _) in zip(predictions, queries)])
     print(f'accuracy on {len(queries)} novel-class mp4 clips: {accuracy}')
     assert accuracy >= 0.5, accuracy
 
@@ -408,8 +426,8 @@ def test_trained_demo_labels_novel_classes_in_mp4_clips(tmp_path):
 # -- failures: each names its file or class --------------------------------
 def test_unreadable_support_clip_is_named(clips, checkpoint):
     inferencer = FewShotInferencer(DEMO, checkpoint)
-    (first, (clip, _)), (second, (other, _)) = list(
-        clips['support'].items())[:2]
+    (first, (clip, _)), (second, (other,
+                                  _)) = list(clips['support'].items())[:2]
     support = {first: [clip, clips['broken']], second: [other]}
     with pytest.raises(FrameReadError, match='broken.mp4'):
         inferencer.fit(support)
@@ -417,8 +435,9 @@ def test_unreadable_support_clip_is_named(clips, checkpoint):
     inferencer.fit(support, skip_unreadable=True)
     assert inferencer.support_paths == [[clip], [other]]
     support[first] = [clips['broken']]
-    with pytest.raises(SupportError, match=f"class '{first}' has no "
-                       'readable clip'):
+    with pytest.raises(
+            SupportError, match=f"class '{first}' has no "
+            'readable clip'):
         inferencer.fit(support, skip_unreadable=True)
 
 
@@ -433,18 +452,19 @@ def test_support_folder_errors(tmp_path, clips):
     with pytest.raises(SupportError, match="class 'wave'.* is empty"):
         read_support_dir(str(root))
     cv2.imwrite(str(root / 'wave' / '0001.jpg'), np.zeros((8, 8, 3)))
-    with pytest.raises(SupportError,
-                       match="class 'wave'.* holds frames: put each clip"):
+    with pytest.raises(
+            SupportError, match="class 'wave'.* holds frames: put each clip"):
         read_support_dir(str(root))
     (root / 'wave' / '0001.jpg').unlink()
     (root / 'wave' / 'notes.txt').write_text('no clip here')
-    with pytest.raises(SupportError,
-                       match="class 'wave'.* holds no video.*notes.txt"):
+    with pytest.raises(
+            SupportError, match="class 'wave'.* holds no video.*notes.txt"):
         read_support_dir(str(root))
     os.symlink(clips['queries'][0], root / 'wave' / 'w.mp4')
     write_frames(root / 'wave' / 'frames', shapes_clip('circle_up', 0, 3))
     assert read_support_dir(str(root)) == {
-        'wave': [str(root / 'wave' / 'frames'), str(root / 'wave' / 'w.mp4')]
+        'wave': [str(root / 'wave' / 'frames'),
+                 str(root / 'wave' / 'w.mp4')]
     }
 
 
@@ -455,8 +475,9 @@ def test_support_set_errors(clips, checkpoint):
         inferencer.fit({name: paths})
     with pytest.raises(SupportError, match="class 'b' has no example"):
         inferencer.fit({name: paths, 'b': []})
-    with pytest.raises(SupportError, match=f"class '{name}'.*one_frame.mp4 "
-                       'has one frame'):
+    with pytest.raises(
+            SupportError, match=f"class '{name}'.*one_frame.mp4 "
+            'has one frame'):
         inferencer.fit({name: [clips['one_frame']], 'b': paths})
     counts = {f'c{n}': paths[:1] * n for n in (7, 8, 9)}
     with pytest.raises(SupportError, match='common count, here 504'):
@@ -471,8 +492,10 @@ def test_support_set_errors(clips, checkpoint):
     # a checkpoint of another model: an error, not half-random weights
     other = Config.fromfile(DEMO)
     other.model.rgb.backbone.depth = 34
-    with pytest.raises(CheckpointError, match='demo_random.pth does not fit '
-                       'the model of .*: (missing|unexpected) key'):
+    with pytest.raises(
+            CheckpointError,
+            match='demo_random.pth does not fit '
+            'the model of .*: (missing|unexpected) key'):
         FewShotInferencer(other, checkpoint)
 
 
@@ -482,8 +505,10 @@ def test_unreadable_queries_are_named_and_the_others_predicted(
     missing = str(tmp_path / 'missing.mp4')
     empty = tmp_path / 'empty'
     empty.mkdir()
-    queries = [clips['queries'][0], clips['broken'], missing, str(empty),
-               clips['queries'][1]]
+    queries = [
+        clips['queries'][0], clips['broken'], missing,
+        str(empty), clips['queries'][1]
+    ]
     with pytest.raises(FrameReadError, match='broken.mp4'):
         inferencer.predict(queries)
     out = inferencer.predict(queries, on_error='report')
@@ -512,9 +537,12 @@ def test_cli_agrees_with_the_api(tmp_path, clips, checkpoint, fitted, cli,
     queries.mkdir()
     for q in clips['queries']:
         os.symlink(q, queries / osp.basename(q))
-    status = cli.main([DEMO, checkpoint, '--support',
-                       osp.join(clips['root'], 'support'), '--query',
-                       str(queries), clips['broken'], '--out', str(out)])
+    status = cli.main([
+        DEMO, checkpoint, '--support',
+        osp.join(clips['root'], 'support'), '--query',
+        str(queries), clips['broken'], '--out',
+        str(out)
+    ])
     printed = capsys.readouterr()
     assert status == 1  # one query was unreadable
     assert f'error: cannot read video {clips["broken"]}' in printed.err
@@ -534,22 +562,27 @@ def test_cli_agrees_with_the_api(tmp_path, clips, checkpoint, fitted, cli,
         row = next(line for line in printed.out.splitlines()
                    if line.startswith(want['query']))
         assert row.split()[1:3] == [
-            want['label'], f'{want["scores"][want["label"]]:.3f}']
+            want['label'], f'{want["scores"][want["label"]]:.3f}'
+        ]
     assert '6/6' in printed.out  # the progress bar: more than 3 queries
     with pytest.raises(RefuseOverwriteError, match='--overwrite'):
-        cli.main([DEMO, checkpoint, '--support',
-                  osp.join(clips['root'], 'support'), '--query',
-                  clips['queries'][0], '--out', str(out)])
+        cli.main([
+            DEMO, checkpoint, '--support',
+            osp.join(clips['root'], 'support'), '--query', clips['queries'][0],
+            '--out',
+            str(out)
+        ])
 
 
 def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, 'tools/fewshot_infer.py', *args],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, 'tools/fewshot_infer.py', *args],
+                          cwd=PROJECT_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
 
 
-def test_cli_failures_are_one_line(tmp_path, clips, checkpoint, cli,
-                                   capsys):
+def test_cli_failures_are_one_line(tmp_path, clips, checkpoint, cli, capsys):
     """An unreadable query, an empty class folder, an unreadable example
     clip: one line on stderr naming it, exit status 1 (the command itself,
     then its main under run_tool in this process)."""
@@ -563,8 +596,9 @@ def test_cli_failures_are_one_line(tmp_path, clips, checkpoint, cli,
 
     def error_line(support):
         status = run_tool(cli.main, 'fewshot_infer', [
-            DEMO, checkpoint, '--support', str(support), '--query',
-            clips['queries'][0]])
+            DEMO, checkpoint, '--support',
+            str(support), '--query', clips['queries'][0]
+        ])
         assert status == 1
         return capsys.readouterr().err.strip().splitlines()[-1]
 
@@ -591,14 +625,19 @@ def test_readme_command_on_real_videos(tmp_path, shared_data, cli, capsys):
         (support / name).mkdir(parents=True)
         os.symlink(fixtures / clip, support / name / clip)
     out = tmp_path / 'out.json'
-    status = cli.main([EFFL0, 'none', '--support', str(support), '--query',
-                       str(fixtures / 'demo.mp4'), str(fixtures / 'imgs'),
-                       '--out', str(out)])
+    status = cli.main([
+        EFFL0, 'none', '--support',
+        str(support), '--query',
+        str(fixtures / 'demo.mp4'),
+        str(fixtures / 'imgs'), '--out',
+        str(out)
+    ])
     assert status == 0
     written = json.loads(out.read_text())
     assert written['classes'] == ['first', 'second'] and not written['errors']
-    assert [p['query'] for p in written['predictions']] == [
-        str(fixtures / 'demo.mp4'), str(fixtures / 'imgs')]
+    assert [p['query'] for p in written['predictions']
+            ] == [str(fixtures / 'demo.mp4'),
+                  str(fixtures / 'imgs')]
     for p in written['predictions']:
         assert p['label'] in ('first', 'second')
         assert math.isclose(sum(p['scores'].values()), 1, abs_tol=1e-5)

@@ -34,7 +34,6 @@ from mmengine.logging import MMLogger
 from amfir_mm.apis import (FewShotInferencer, FrameReadError, find_clips,
                            read_support_dir)
 from amfir_mm.flow import UnsupportedDeviceError
-from amfir_mm.flow.estimators import METHOD_ALIASES
 from amfir_mm.flow.sources import list_frame_files
 from amfir_mm.utils.io import RefuseOverwriteError
 from amfir_mm.utils.tool import plural, print_header, run_tool
@@ -49,28 +48,44 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 2)[2])
     parser.add_argument('config', help='an amfir-mm config file')
-    parser.add_argument('checkpoint',
-                        help='checkpoint of that config, or "none"')
-    parser.add_argument('--support', required=True, metavar='DIR',
-                        help='DIR/<class name>/ holds example clips')
-    parser.add_argument('--query', required=True, nargs='+', metavar='PATH',
-                        help='videos, frame folders or folders of those')
+    parser.add_argument(
+        'checkpoint', help='checkpoint of that config, or "none"')
+    parser.add_argument(
+        '--support',
+        required=True,
+        metavar='DIR',
+        help='DIR/<class name>/ holds example clips')
+    parser.add_argument(
+        '--query',
+        required=True,
+        nargs='+',
+        metavar='PATH',
+        help='videos, frame folders or folders of those')
     parser.add_argument('--out', help='write the predictions (JSON) here')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace an existing --out file')
-    parser.add_argument('--device', default='cpu',
-                        help='cpu, cuda or cuda:N (default: cpu)')
-    parser.add_argument('--modalities', nargs='+', choices=['rgb', 'flow'],
-                        help='use only these branches (default: all the '
-                        'model has); rgb: no flow is computed')
-    parser.add_argument('--flow', choices=sorted(METHOD_ALIASES),
-                        help='flow estimator (default: the config\'s, '
-                        'else dis)')
-    parser.add_argument('--skip-unreadable', action='store_true',
-                        help='leave out unreadable support clips (counted '
-                        'in the log) instead of stopping')
-    parser.add_argument('--batch-size', type=int, default=8,
-                        help='videos per backbone call')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --out file')
+    parser.add_argument(
+        '--device', default='cpu', help='cpu, cuda or cuda:N (default: cpu)')
+    parser.add_argument(
+        '--modalities',
+        nargs='+',
+        choices=['rgb', 'flow'],
+        help='use only these branches (default: all the '
+        'model has); rgb: no flow is computed')
+    parser.add_argument(
+        '--flow',
+        choices=['dis', 'farneback', 'tvl1'],  # OpenCV's (MMFlow: API)
+        help='flow estimator (default: the config\'s, '
+        'else dis)')
+    parser.add_argument(
+        '--skip-unreadable',
+        action='store_true',
+        help='leave out unreadable support clips (counted '
+        'in the log) instead of stopping')
+    parser.add_argument(
+        '--batch-size', type=int, default=8, help='videos per backbone call')
     return parser.parse_args(argv)
 
 
@@ -98,8 +113,9 @@ def format_table(predictions, errors):
     for e in errors:
         rows.append((e['query'], 'UNREADABLE', '-', '-', '-'))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return '\n'.join('  '.join(cell.ljust(w) for cell, w in zip(r, widths))
-                     .rstrip() for r in rows)
+    return '\n'.join('  '.join(cell.ljust(w)
+                               for cell, w in zip(r, widths)).rstrip()
+                     for r in rows)
 
 
 def main(argv=None):
@@ -113,11 +129,13 @@ def main(argv=None):
     queries = expand_queries(args.query)
     checkpoint = None if args.checkpoint.lower() == 'none' else \
         args.checkpoint
-    inferencer = FewShotInferencer(args.config, checkpoint,
-                                   device=args.device,
-                                   modalities=args.modalities,
-                                   flow_estimator=args.flow,
-                                   batch_size=args.batch_size)
+    inferencer = FewShotInferencer(
+        args.config,
+        checkpoint,
+        device=args.device,
+        modalities=args.modalities,
+        flow_estimator=args.flow,
+        batch_size=args.batch_size)
     counts = ', '.join(f'{c} ({len(v)})' for c, v in support.items())
     print_header('fewshot_infer', [
         f'{plural(len(support), "class")} (example clips): {counts}',
@@ -126,10 +144,12 @@ def main(argv=None):
         (f'; flow: {inferencer.flow_estimator["type"]}'
          if 'flow' in inferencer.modalities else '')
     ])
-    inferencer.fit(support, skip_unreadable=args.skip_unreadable,
-                   progress=sum(map(len, support.values())) > PROGRESS_ABOVE)
-    results = inferencer.predict(queries, on_error='report',
-                                 progress=len(queries) > PROGRESS_ABOVE)
+    inferencer.fit(
+        support,
+        skip_unreadable=args.skip_unreadable,
+        progress=sum(map(len, support.values())) > PROGRESS_ABOVE)
+    results = inferencer.predict(
+        queries, on_error='report', progress=len(queries) > PROGRESS_ABOVE)
     predictions = [r for r in results if 'error' not in r]
     errors = [r for r in results if 'error' in r]
     if len(errors) == 1 and not predictions:
@@ -142,14 +162,19 @@ def main(argv=None):
     print(format_table(predictions, errors))
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(classes=inferencer.classes,
-                           predictions=predictions, errors=errors), f,
-                      indent=1)
+            json.dump(
+                dict(
+                    classes=inferencer.classes,
+                    predictions=predictions,
+                    errors=errors),
+                f,
+                indent=1)
         print(f'wrote {args.out}')
     return 1 if errors else 0
 
 
 if __name__ == '__main__':
     # bad input or no such device: one line
-    sys.exit(run_tool(main, 'fewshot_infer',
-                      usage_errors=(UnsupportedDeviceError, )))
+    sys.exit(
+        run_tool(
+            main, 'fewshot_infer', usage_errors=(UnsupportedDeviceError, )))

@@ -74,13 +74,14 @@ from mmengine.utils import ProgressBar
 from ..datasets.split_reader import count_frames
 from ..flow.mmflow_estimator import UnsupportedDeviceError
 from ..flow.quantization import DEFAULT_FLOW_BOUND
-from ..flow.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS,
-                            FrameReadError, list_frame_files)
+from ..flow.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameReadError,
+                            list_frame_files)
 from ..utils.io import DataError, list_folder
 
-__all__ = ['FewShotInferencer', 'SupportError', 'CheckpointError',
-           'FrameReadError', 'find_clips', 'read_support_dir',
-           'inference_pipelines']
+__all__ = [
+    'FewShotInferencer', 'SupportError', 'CheckpointError', 'FrameReadError',
+    'find_clips', 'read_support_dir', 'inference_pipelines'
+]
 
 #: Steps of a config pipeline that read frames (replaced by the inferencer).
 DECODE_STEPS = ('RawFrameDecode', 'PairedRawFrameDecode', 'DecordDecode',
@@ -175,10 +176,12 @@ def read_support_dir(root: str) -> Dict[str, List[str]]:
         raise SupportError(f'no class folders in {root}: put the example '
                            'clips of each action in <support>/<class name>/')
     if ignored:
-        print_log(f'support: ignored {len(ignored)} entries that are not '
-                  f'clips: {", ".join(ignored[:5])}'
-                  f'{" ..." if len(ignored) > 5 else ""}',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'support: ignored {len(ignored)} entries that are not '
+            f'clips: {", ".join(ignored[:5])}'
+            f'{" ..." if len(ignored) > 5 else ""}',
+            logger='current',
+            level=logging.WARNING)
     return support
 
 
@@ -213,8 +216,7 @@ def _test_pipeline(cfg: Config) -> List[dict]:
 
 
 def inference_pipelines(pipeline: Sequence[dict],
-                        flow_estimator: Union[str, dict, None] = None
-                        ) -> dict:
+                        flow_estimator: Union[str, dict, None] = None) -> dict:
     """The per-input pipelines made from a config's test pipeline.
 
     The config's sampling steps (before its decoder) and its spatial /
@@ -247,14 +249,17 @@ def inference_pipelines(pipeline: Sequence[dict],
     if between:
         raise ValueError(f'cannot adapt a test pipeline with {between} '
                          'between its decode steps')
-    head = [dict(step) for step, k in zip(pipeline[:first], kinds)
-            if not k.endswith('Init') and k != 'FlowPairIndices']
+    head = [
+        dict(step) for step, k in zip(pipeline[:first], kinds)
+        if not k.endswith('Init') and k != 'FlowPairIndices'
+    ]
     tail = [dict(step) for step in pipeline[last + 1:]]
     paired = 'SplitRGBFlow' in kinds
     compute = [dict(s) for s, k in zip(pipeline, kinds) if k == 'ComputeFlow']
     if flow_estimator is not None:
-        estimator = (dict(type=flow_estimator) if isinstance(
-            flow_estimator, str) else dict(flow_estimator))
+        estimator = (
+            dict(type=flow_estimator)
+            if isinstance(flow_estimator, str) else dict(flow_estimator))
     elif compute and compute[0].get('estimator') is not None:
         estimator = dict(compute[0]['estimator'])
     else:
@@ -275,24 +280,30 @@ def inference_pipelines(pipeline: Sequence[dict],
         if kind in PAIRING_STEPS:
             continue
         if kind == 'PairedFormatShape':
-            step = dict(type='FormatShape',
-                        input_format=step.get('input_format', 'NCHW'))
+            step = dict(
+                type='FormatShape',
+                input_format=step.get('input_format', 'NCHW'))
         elif kind == 'PackActionInputs' and step.get('collect_keys'):
-            step = dict(step, collect_keys=tuple(
-                k for k in step['collect_keys'] if k != 'flow'))
+            step = dict(
+                step,
+                collect_keys=tuple(k for k in step['collect_keys']
+                                   if k != 'flow'))
         rgb_tail.append(step)
-    decoders = dict(decord=dict(type='DecordDecode'),
-                    pyav=dict(type='PyAVDecode'),
-                    frames=dict(type='RawFrameDecode'))
+    decoders = dict(
+        decord=dict(type='DecordDecode'),
+        pyav=dict(type='PyAVDecode'),
+        frames=dict(type='RawFrameDecode'))
     steps = {}
     for reader, decoder in decoders.items():
-        steps[reader, False] = (head + [dict(decoder)] + pre_resize +
-                                (rgb_tail if paired else tail))
+        steps[reader, False] = (
+            head + [dict(decoder)] + pre_resize +
+            (rgb_tail if paired else tail))
         if paired:
             steps[reader, True] = (
-                head + [dict(type='FlowPairIndices'), dict(decoder)] +
-                pre_resize + [dict(type='ComputeFlow', estimator=estimator,
-                                   bound=bound)] + tail)
+                head + [dict(type='FlowPairIndices'),
+                        dict(decoder)] + pre_resize +
+                [dict(type='ComputeFlow', estimator=estimator, bound=bound)] +
+                tail)
     return dict(paired=paired, estimator=estimator, steps=steps)
 
 
@@ -300,8 +311,8 @@ def _episode_sample(num_ways: int, num_shots: int) -> ActionDataSample:
     """An episode's metainfo: ``N`` ways, ``K`` shots, one query slot per
     class (what the recognisers' ``predict_episodes`` read)."""
     sample = ActionDataSample()
-    sample.set_metainfo(dict(num_ways=num_ways, num_shots=num_shots,
-                             num_queries=1))
+    sample.set_metainfo(
+        dict(num_ways=num_ways, num_shots=num_shots, num_queries=1))
     return sample
 
 
@@ -336,8 +347,9 @@ class FewShotInferencer:
                  flow_estimator: Union[str, dict, None] = None,
                  batch_size: int = 8,
                  episode_batch_size: int = 16) -> None:
-        cfg = (Config.fromfile(str(config))
-               if isinstance(config, (str, Path)) else copy.deepcopy(config))
+        cfg = (
+            Config.fromfile(str(config))
+            if isinstance(config, (str, Path)) else copy.deepcopy(config))
         if not isinstance(cfg, Config):
             raise TypeError(f'config must be a path or a Config, got '
                             f'{type(cfg).__name__}')
@@ -371,8 +383,8 @@ class FewShotInferencer:
             raise ValueError(f'modalities {tuple(wanted)} are not a subset '
                              f'of the model\'s {available}')
         self.modalities = tuple(m for m in available if m in wanted)
-        self.pipelines = inference_pipelines(_test_pipeline(cfg),
-                                             flow_estimator)
+        self.pipelines = inference_pipelines(
+            _test_pipeline(cfg), flow_estimator)
         if 'flow' in self.branches and not self.pipelines['paired']:
             raise ValueError('the model has a flow branch but the config\'s '
                              'test pipeline has no flow (SplitRGBFlow)')
@@ -427,9 +439,15 @@ class FewShotInferencer:
             try:
                 tmpl, start = _frame_template(path)
                 total = count_frames(path, tmpl, start)
-                return self._run('frames', dict(
-                    frame_dir=path, total_frames=total, filename_tmpl=tmpl,
-                    start_index=start, modality='RGB', offset=0))
+                return self._run(
+                    'frames',
+                    dict(
+                        frame_dir=path,
+                        total_frames=total,
+                        filename_tmpl=tmpl,
+                        start_index=start,
+                        modality='RGB',
+                        offset=0))
             except Exception as err:
                 raise _read_error(path, err) from err
         if not osp.isfile(path):
@@ -459,26 +477,31 @@ class FewShotInferencer:
         if tuple(modalities) == tuple(model.modalities):
             return model.embed_videos(batch)
         inputs = model.data_preprocessor(batch, False)['inputs']
-        return {m: self.branches[m].extract_feat(
-                    inputs[model.input_keys[m]], test_mode=True)[0]
-                for m in modalities}
+        return {
+            m:
+            self.branches[m].extract_feat(
+                inputs[model.input_keys[m]], test_mode=True)[0]
+            for m in modalities
+        }
 
     def _embed_clips(self, paths: Sequence[str], skip_unreadable: bool,
-                     progress: bool) -> Tuple[List[Optional[dict]],
-                                              Dict[str, str]]:
+                     progress: bool
+                     ) -> Tuple[List[Optional[dict]], Dict[str, str]]:
         """Features of each clip (``{modality: (T, C)}``, ``None`` where
         unreadable and ``skip_unreadable``) and the errors by path."""
         feats: List[Optional[dict]] = [None] * len(paths)
         errors: Dict[str, str] = {}
         pending: Dict[bool, List[Tuple[int, dict]]] = {True: [], False: []}
-        bar = (ProgressBar(len(paths), file=sys.stdout)
-               if progress and paths else None)
+        bar = (
+            ProgressBar(len(paths), file=sys.stdout)
+            if progress and paths else None)
 
         def flush(with_flow: bool) -> None:
             if not pending[with_flow]:
                 return
             mods = self.modalities if with_flow else [
-                m for m in self.modalities if m != 'flow']
+                m for m in self.modalities if m != 'flow'
+            ]
             index, samples = zip(*pending[with_flow])
             batch = self._embed(list(samples), mods)
             for b, i in enumerate(index):
@@ -512,7 +535,8 @@ class FewShotInferencer:
         return feats, errors
 
     # -- API --------------------------------------------------------------
-    def fit(self, support: Dict[str, Union[str, Sequence[str]]],
+    def fit(self,
+            support: Dict[str, Union[str, Sequence[str]]],
             skip_unreadable: bool = False,
             progress: bool = False) -> 'FewShotInferencer':
         """Embed the example clips of each class, once.
@@ -547,10 +571,11 @@ class FewShotInferencer:
         flat = [p for clips in paths for p in clips]
         feats, errors = self._embed_clips(flat, skip_unreadable, progress)
         if errors:
-            print_log(f'support: skipped {len(errors)} unreadable clips '
-                      f'(skip_unreadable): ' +
-                      '; '.join(list(errors.values())[:3]),
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'support: skipped {len(errors)} unreadable clips '
+                f'(skip_unreadable): ' + '; '.join(list(errors.values())[:3]),
+                logger='current',
+                level=logging.WARNING)
         kept_paths, kept_feats, start = [], [], 0
         for name, clips in zip(classes, paths):
             own = feats[start:start + len(clips)]
@@ -559,8 +584,9 @@ class FewShotInferencer:
             if not good:
                 raise SupportError(f'class {name!r} has no readable clip '
                                    f'({len(clips)} unreadable)')
-            missing_flow = [p for p, f in good if set(f) != set(
-                self.modalities)]
+            missing_flow = [
+                p for p, f in good if set(f) != set(self.modalities)
+            ]
             if missing_flow:
                 raise SupportError(
                     f'class {name!r}: {missing_flow[0]} has one frame, so no '
@@ -585,7 +611,8 @@ class FewShotInferencer:
         self._support_index = torch.as_tensor(index)
         return self
 
-    def predict(self, queries: Union[str, Iterable[str]],
+    def predict(self,
+                queries: Union[str, Iterable[str]],
                 on_error: str = 'raise',
                 progress: bool = False) -> List[dict]:
         """Label each query clip with one of the support classes.
@@ -633,26 +660,33 @@ class FewShotInferencer:
         num_support = next(iter(support.values())).shape[0]
         all_feats = {}
         for m in self.modalities:
-            rows = [f[m] if m in f else torch.zeros_like(support[m][0])
-                    for f in query_feats]
+            rows = [
+                f[m] if m in f else torch.zeros_like(support[m][0])
+                for f in query_feats
+            ]
             all_feats[m] = torch.cat([support[m], torch.stack(rows)])
-        full = [i for i, f in enumerate(query_feats)
-                if set(f) == set(self.modalities)]
-        missing = [i for i, f in enumerate(query_feats)
-                   if set(f) != set(self.modalities)]
+        full = [
+            i for i, f in enumerate(query_feats)
+            if set(f) == set(self.modalities)
+        ]
+        missing = [
+            i for i, f in enumerate(query_feats)
+            if set(f) != set(self.modalities)
+        ]
         out: List[Optional[dict]] = [None] * len(query_feats)
         caches = None
         if len(self.modalities) > 1:
             if full:  # the whole model: branches, ASI, AMI
                 caches = self.model.cache_videos(all_feats)
-                self._run_episodes(full, num_support, out, self.model,
-                                   caches, self.modalities)
+                self._run_episodes(full, num_support, out, self.model, caches,
+                                   self.modalities)
             single, m = missing, 'rgb'  # no flow: the RGB branch alone
         else:
             single, m = full + missing, self.modalities[0]
         if single:
-            cache = (caches[m]['head'] if caches is not None else
-                     self.branches[m].cache_videos(all_feats[m]))
+            cache = (
+                caches[m]['head'] if caches is not None else
+                self.branches[m].cache_videos(all_feats[m]))
             self._run_episodes(single, num_support, out, self.branches[m],
                                cache, (m, ))
         return out
@@ -667,17 +701,20 @@ class FewShotInferencer:
         for start in range(0, len(queries),
                            num_ways * self.episode_batch_size):
             chunk = queries[start:start + num_ways * self.episode_batch_size]
-            slots = [chunk[i:i + num_ways]
-                     for i in range(0, len(chunk), num_ways)]
+            slots = [
+                chunk[i:i + num_ways] for i in range(0, len(chunk), num_ways)
+            ]
             slots = [s + [s[0]] * (num_ways - len(s)) for s in slots]
             video_index = torch.stack([
-                torch.cat([self._support_index,
-                           torch.as_tensor(s) + num_support]) for s in slots
+                torch.cat(
+                    [self._support_index,
+                     torch.as_tensor(s) + num_support]) for s in slots
             ])
-            samples = [_episode_sample(num_ways, self.num_shots)
-                       for _ in slots]
-            samples = recognizer.predict_episodes(cache, samples,
-                                                  video_index=video_index)
+            samples = [
+                _episode_sample(num_ways, self.num_shots) for _ in slots
+            ]
+            samples = recognizer.predict_episodes(
+                cache, samples, video_index=video_index)
             for s, sample in zip(slots, samples):
                 for row, q in enumerate(s):
                     if out[q] is None:
@@ -685,6 +722,7 @@ class FewShotInferencer:
 
     def _result(self, sample: ActionDataSample, row: int,
                 modalities: Tuple[str, ...]) -> dict:
+
         def named(probs: torch.Tensor) -> Dict[str, float]:
             return {c: float(p) for c, p in zip(self.classes, probs.tolist())}
 
@@ -692,15 +730,21 @@ class FewShotInferencer:
         if len(modalities) > 1:
             pi = sample.reliability[row].tolist()
             reliability = dict(rgb=pi[0], flow=pi[1])
-            per_modality = {m: named(sample.get(f'{m}_score')[row])
-                            for m in modalities}
+            per_modality = {
+                m: named(sample.get(f'{m}_score')[row])
+                for m in modalities
+            }
         else:
-            reliability = {m: float(m == modalities[0])
-                           for m in ('rgb', 'flow')}
+            reliability = {
+                m: float(m == modalities[0])
+                for m in ('rgb', 'flow')
+            }
             per_modality = {modalities[0]: named(scores)}
-        return dict(label=self.classes[int(scores.argmax())],
-                    scores=named(scores), reliability=reliability,
-                    modality_scores=per_modality)
+        return dict(
+            label=self.classes[int(scores.argmax())],
+            scores=named(scores),
+            reliability=reliability,
+            modality_scores=per_modality)
 
 
 def _load_exactly(model: torch.nn.Module, checkpoint: str,
@@ -742,4 +786,3 @@ def _read_error(path: str, err: Exception) -> FrameReadError:
     if isinstance(err, FrameReadError) and path in str(err):
         return err
     return FrameReadError(f'cannot read {path} ({_why(err)})')
-
