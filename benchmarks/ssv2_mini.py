@@ -811,8 +811,8 @@ def report_markdown(results: list, paths: list) -> str:
         return [f'| {first} | ' + ' | '.join(cols) + ' |',
                 '|---' * (len(cols) + 1) + '|']
 
-    lines = ['Results: ' + ', '.join(f'`{osp.relpath(p, ROOT)}`'
-                                      for p in paths), '']
+    files = ', '.join(f'`{osp.relpath(p, ROOT)}`' for p in paths)
+    lines = [f'Results: {files}', '']
     lines += head('variant: accuracy (%), mean over folds [95% fold-and-'
                   'video bootstrap]')
     names = [n for n in LABELS if n in results[0]['variants']]

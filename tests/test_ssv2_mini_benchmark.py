@@ -59,8 +59,8 @@ def test_bootstrap_resamples_folds():
     assert observed[0] == pytest.approx(0.5)
     assert set(np.round(reps[:, 0], 9)) == {0.0, 0.5, 1.0}
     # fold counts (2, 0), (1, 1), (0, 2) with probabilities 1/4, 1/2, 1/4
-    assert np.mean(np.isclose(reps[:, 0], 0.5)) == pytest.approx(0.5,
-                                                               abs=0.03)
+    share = np.mean(np.isclose(reps[:, 0], 0.5))
+    assert share == pytest.approx(0.5, abs=0.03)
     # one fold: no fold resampling, the video bootstrap of
     # bootstrap_difference
     _, single = bench_mod().bootstrap_folds(values[:1], queries[:1],
@@ -190,7 +190,7 @@ def test_quick_runs(bench, shared_data, tmp_path):
         result['paired'])
     skill = result['asi']['amfir']
     assert skill['base_rate_flow']['mean'] + skill['base_rate_rgb'][
-        'mean'] == pytest.approx(100)
+        'mean'] == pytest.approx(100, abs=1e-3)
     assert result['trainable']['amfir']['total'] == 548
     assert result['trainable']['rgb']['total'] == 1
     episodes = json.loads(Path(result['episodes_file']).read_text())
