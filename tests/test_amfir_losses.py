@@ -77,6 +77,7 @@ def test_asi_gradient_moves_pi_toward_target():
     assert (stepped - target).abs().sum() < (0.5 - target).abs().sum()
 
 
+@pytest.mark.slow
 def test_asi_net_learns_target_and_trains_nothing_else():
     torch.manual_seed(0)
     net = ActiveSampleInference(num_modalities=2, topk=3)

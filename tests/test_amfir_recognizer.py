@@ -86,10 +86,11 @@ def predict(model, data=None):
 
 
 @pytest.mark.parametrize('backbone,episodes', [
-    (R18, 2),
+    pytest.param(R18, 2, marks=pytest.mark.slow),
     (dict(type='ResNetTSM', depth=18, num_segments=FRAMES,
           pretrained2d=False), 1),
-    (dict(type='MobileNetV2', widen_factor=0.25), 1),
+    pytest.param(dict(type='MobileNetV2', widen_factor=0.25), 1,
+                 marks=pytest.mark.slow),
 ], ids=['resnet18', 'resnet18_tsm', 'mobilenet_v2'])
 def test_train_step_reaches_both_backbones(backbone, episodes):
     model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
@@ -155,6 +156,7 @@ def test_predict_fields():
     torch.testing.assert_close(sample.pred_score, fused)
 
 
+@pytest.mark.slow
 def test_tensor_mode_and_errors():
     model = build()
     data = model.data_preprocessor(batch())
@@ -170,6 +172,7 @@ def test_tensor_mode_and_errors():
 
 
 # -- ablation switches: each changes exactly what it names ----------------
+@pytest.mark.slow
 def test_no_amd_only_drops_loss_amd():
     full, no_amd = losses_of(build()), losses_of(build(loss_amd=None))
     assert 'loss_amd' not in no_amd
@@ -178,6 +181,7 @@ def test_no_amd_only_drops_loss_amd():
         torch.testing.assert_close(value, full[key])
 
 
+@pytest.mark.slow
 def test_no_asi_uses_half_and_keeps_amd():
     full, no_asi_model = build(), build(reliability='uniform')
     assert no_asi_model.asi is None and no_asi_model.loss_asi is None
@@ -197,6 +201,7 @@ def test_no_asi_uses_half_and_keeps_amd():
                                16 * (0.5 * kl).sum(1).mean())
 
 
+@pytest.mark.slow
 def test_no_ami_only_changes_test_fusion():
     full, no_ami = build(), build(adaptive_inference=False)
     for model in (full, no_ami):
@@ -213,6 +218,7 @@ def test_no_ami_only_changes_test_fusion():
     assert not torch.allclose(a.pred_score, b.pred_score)
 
 
+@pytest.mark.slow
 def test_single_modality_ablations():
     full = build()
     full_losses = losses_of(full)
@@ -243,6 +249,7 @@ def test_single_modality_ablations():
         torch.testing.assert_close(tensor_losses[key], value)
 
 
+@pytest.mark.slow
 def test_average_fusion_is_plain_late_fusion():
     full = build()
     avg = build(reliability='uniform', loss_amd=None, fusion='mixture')

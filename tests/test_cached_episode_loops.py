@@ -77,8 +77,9 @@ def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE,
 
 
 @pytest.mark.parametrize('model,pipeline', [
-    (MODEL, PIPELINE), (AMFIR, PAIRED_PIPELINE),
-    (AMFIR_OTAM, PAIRED_PIPELINE)
+    (MODEL, PIPELINE),
+    pytest.param(AMFIR, PAIRED_PIPELINE, marks=pytest.mark.slow),
+    pytest.param(AMFIR_OTAM, PAIRED_PIPELINE, marks=pytest.mark.slow)
 ], ids=['rgb_prototype', 'amfir', 'amfir_otam_asi_features'])
 def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
                                              pipeline):
@@ -132,6 +133,7 @@ def count_embed_calls(model):
     return calls
 
 
+@pytest.mark.slow
 def test_embeddings_file_keyed_on_weights_and_pipeline(frame_tree, tmp_path):
     emb = tmp_path / 'emb.pth'
     runner, _ = run_test(frame_tree, tmp_path / 'a', 'CachedEpisodeTestLoop',
@@ -226,6 +228,7 @@ class IterRecorder(Hook):
         self.iters.append((batch_idx, len(outputs)))
 
 
+@pytest.mark.slow
 def test_chunk_size_does_not_change_predictions(frame_tree, tmp_path):
     """Chunks of 5 of the 12 episodes (5 + 5 + 2) predict what chunks of 1
     do; hooks run once per chunk."""

@@ -279,6 +279,7 @@ _WITH_FIX = (
     '    print("real:", e)\n')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('transformers,timm,error', [
     ('5.0.0', True, "cannot import name 'apply_chunking_to_forward'"),
     ('4.40.0', False, "No module named 'timm'"),
@@ -292,6 +293,7 @@ def test_stand_ins_reproduce_the_vindlu_breakages(tmp_path, transformers,
     assert error in broken.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('transformers,timm,says', [
     ('5.0.0', True, "transformers < 5 (installed: 5.0.0)"),
     ('4.40.0', False, 'VindLU imports timm, which is not installed'),
@@ -305,6 +307,7 @@ def test_vindlu_placeholders_where_it_cannot_import(tmp_path, transformers,
     assert says in fixed.stdout
 
 
+@pytest.mark.slow
 def test_vindlu_left_alone_where_it_works(tmp_path):
     ok = _run(_site(tmp_path, '4.40.0', timm=True), _WITH_FIX)
     assert ok.returncode == 0, ok.stderr[-2000:]

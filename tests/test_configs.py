@@ -180,6 +180,7 @@ def test_benchmark_val_pipeline_gives_paired_episodes(tmp_path):
     assert item['inputs']['flow'].shape == (10 * 8, 2, 224, 224)
 
 
+@pytest.mark.slow
 def test_train_script_fails_clearly_without_data(tmp_path):
     """``python tools/train.py configs/amfir_ssv2_1shot.py`` without the
     data stops with the dataset's one-line message."""

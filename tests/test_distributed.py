@@ -70,6 +70,7 @@ def _episodes(work_dir):
                       for e in json.load(f))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
 def test_two_process_train_and_gathered_test(frame_tree, tmp_path):
     config, env = _config_and_env(frame_tree, tmp_path, port_base=29500)
@@ -94,6 +95,7 @@ def test_two_process_train_and_gathered_test(frame_tree, tmp_path):
     assert gathered == single
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
 def test_two_process_channels_last_train(frame_tree, tmp_path):
     """``--channels-last`` through dist_train.sh: ChannelsLastRunner

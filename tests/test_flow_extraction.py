@@ -249,6 +249,7 @@ def _pool_workers(pid):
     return [worker for child in _children(pid) for worker in _children(child)]
 
 
+@pytest.mark.slow
 def test_resume_after_worker_killed(tmp_path):
     src = tmp_path / 'src'
     for i in range(6):
@@ -291,6 +292,7 @@ def test_resume_after_worker_killed(tmp_path):
         assert files(out / 'cls' / f'v{i}', 'x_') == expected_names('x_', 23)
 
 
+@pytest.mark.slow
 def test_two_workers_match_one(small_dataset, tmp_path):
     one = run_extraction(
         str(small_dataset), str(tmp_path / 'one'), FAST, progress=False)

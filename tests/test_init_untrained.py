@@ -60,6 +60,7 @@ def imagenet_stem():
     return state['_conv_stem.weight']
 
 
+@pytest.mark.slow
 def test_no_checkpoint_tests_the_imagenet_backbone(tmp_path, shapes_root,
                                                    monkeypatch):
     config = write_config(tmp_path, shapes_root)
@@ -71,6 +72,7 @@ def test_no_checkpoint_tests_the_imagenet_backbone(tmp_path, shapes_root,
     assert metrics['fewshot/num_episodes'] == 2
 
 
+@pytest.mark.slow
 def test_a_checkpoint_is_not_overwritten_by_init(tmp_path, shapes_root,
                                                  monkeypatch):
     from amfir_mm.models.backbones import EfficientNetLite

@@ -109,6 +109,7 @@ def test_interrupted_run_is_redone_but_a_foreign_partial_is_kept(tmp_path):
     assert not other.exists()
 
 
+@pytest.mark.slow
 def test_demo_refuses_a_users_folder(tmp_path):
     data = tmp_path / 'data'
     before = user_folder(data)

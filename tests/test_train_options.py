@@ -77,6 +77,7 @@ def _conv_weights(model):
     return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
+@pytest.mark.slow
 def test_channels_last_same_loss_and_layouts():
     """channels_last changes layouts only: same loss and gradients; the
     backbones see NHWC-strided inputs; re-initialising (the flow branch's
@@ -128,6 +129,7 @@ def test_amp_and_sync_bn_refused_without_gpu():
                      train.parse_args(['cfg.py', '--sync-bn']))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CUDA, reason='checks the CPU-only refusal')
 def test_train_script_amp_without_gpu_is_one_line(tmp_path):
     proc = subprocess.run(
@@ -181,6 +183,7 @@ def test_sync_bn_converted_in_distributed_runner(tmp_path, one_process_group):
     assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CUDA, reason='compares with a CPU model')
 def test_channels_last_runner_converts_before_ddp(tmp_path,
                                                   one_process_group):

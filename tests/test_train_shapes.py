@@ -5,9 +5,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT_ROOT
 
 
+@pytest.mark.slow
 def test_demo_trains_and_beats_chance(tmp_path):
     cmd = [
         sys.executable, 'tools/demo.py', '--data', str(tmp_path / 'shapes'),

@@ -2,6 +2,7 @@
 TRX-style loop compute the same loss and make the same update on the same
 weights and episodes."""
 
+import pytest
 import torch
 
 from conftest import load_script
@@ -21,6 +22,7 @@ def _model(bench):
                              norm_eval=True).double()
 
 
+@pytest.mark.slow
 def test_loops_compute_the_same_loss_and_update():
     bench = _bench()
     episodes = [bench.make_episode(WAYS, 1, 1, FRAMES, SIZE, seed=s)
