@@ -7,6 +7,6 @@ from . import compat
 
 compat.apply_all()
 
-from . import datasets, engine, evaluation, models, utils  # noqa: E402,F401
 from . import apis  # noqa: E402,F401
+from . import datasets, engine, evaluation, models, utils  # noqa: E402,F401
 from .version import __version__  # noqa: E402,F401

@@ -260,9 +260,8 @@ _HISTORY_BUFFER_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
 #: (HistoryBuffer histories are float64 / int64; metric values kept in the
 #: message hub, e.g. ``best_score``, may be any numeric scalar). Not
 #: ``object``, whose arrays would carry arbitrary pickled objects.
-_NUMPY_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
-                 'uint16', 'uint32', 'uint64', 'float16', 'float32',
-                 'float64')
+_NUMPY_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
+                 'uint32', 'uint64', 'float16', 'float32', 'float64')
 
 
 def _history_buffer_getattr(obj, name):

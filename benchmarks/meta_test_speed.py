@@ -40,6 +40,7 @@ from mmengine.runner import Runner
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VAL = osp.join(osp.dirname(ROOT), 'shared', 'data', 'ssv2_mini', 'val')
 
+
 def eval_pipeline(size: int) -> list:
     return [
         dict(type='SampleFrames', clip_len=1, num_clips=8, test_mode=True),
@@ -55,11 +56,17 @@ def eval_pipeline(size: int) -> list:
     ]
 
 
-def speed_runner(loop, episodes, work_dir, depth=50, size=224, head='otam',
-                 head_cache=True, **loop_args):
+def speed_runner(loop,
+                 episodes,
+                 work_dir,
+                 depth=50,
+                 size=224,
+                 head='otam',
+                 head_cache=True,
+                 **loop_args):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/amfir_r50.py'))
-    backbone = dict(type='ResNet', depth=depth, pretrained=None,
-                    norm_eval=False)
+    backbone = dict(
+        type='ResNet', depth=depth, pretrained=None, norm_eval=False)
     for m in ('rgb', 'flow'):
         cfg.model[m].backbone = backbone
         if head == 'trx':  # TRX's own widths: 1152 channels, pairs + triples
@@ -71,16 +78,24 @@ def speed_runner(loop, episodes, work_dir, depth=50, size=224, head='otam',
         model=cfg.model,
         work_dir=work_dir,
         test_dataloader=dict(
-            batch_size=1, num_workers=2, persistent_workers=False,
+            batch_size=1,
+            num_workers=2,
+            persistent_workers=False,
             sampler=dict(type='DefaultSampler', shuffle=False),
             dataset=dict(
-                type='EpisodicDataset', num_ways=5, num_shots=1,
-                num_queries=1, num_episodes=episodes, seed=0,
-                dataset=dict(type='FewShotRawframeDataset', ann_file='',
-                             data_prefix=dict(img=VAL),
-                             filename_tmpl='{:08d}.jpg',
-                             pipeline=eval_pipeline(size),
-                             test_mode=True))),
+                type='EpisodicDataset',
+                num_ways=5,
+                num_shots=1,
+                num_queries=1,
+                num_episodes=episodes,
+                seed=0,
+                dataset=dict(
+                    type='FewShotRawframeDataset',
+                    ann_file='',
+                    data_prefix=dict(img=VAL),
+                    filename_tmpl='{:08d}.jpg',
+                    pipeline=eval_pipeline(size),
+                    test_mode=True))),
         test_evaluator=dict(type='FewShotAccuracy'),
         test_cfg=dict(type=loop, **loop_args),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1000)),
@@ -93,23 +108,29 @@ def main():
     parser.add_argument('--episodes', type=int, default=10000)
     parser.add_argument('--slow', type=int, default=10)
     parser.add_argument('--episode-batch-size', type=int)
-    parser.add_argument('--depth', type=int, default=50,
-                        help='ResNet depth of both branches')
+    parser.add_argument(
+        '--depth', type=int, default=50, help='ResNet depth of both branches')
     parser.add_argument('--size', type=int, default=224, help='crop, px')
     parser.add_argument('--head', choices=('otam', 'trx'), default='otam')
-    parser.add_argument('--no-head-cache', action='store_true',
-                        help="heads keep no per-video cache (OTAM's pair "
-                        "table, TRX's tuple keys / values): the ablation")
-    parser.add_argument('--out', default=osp.join(
-        ROOT, 'benchmarks/results/meta_test_speed.json'))
+    parser.add_argument(
+        '--no-head-cache',
+        action='store_true',
+        help="heads keep no per-video cache (OTAM's pair "
+        "table, TRX's tuple keys / values): the ablation")
+    parser.add_argument(
+        '--out',
+        default=osp.join(ROOT, 'benchmarks/results/meta_test_speed.json'))
     args = parser.parse_args()
     import amfir_mm  # noqa: F401
     work = tempfile.mkdtemp()
 
     loop_args = {} if args.episode_batch_size is None else dict(
         episode_batch_size=args.episode_batch_size)
-    model_args = dict(depth=args.depth, size=args.size, head=args.head,
-                      head_cache=not args.no_head_cache)
+    model_args = dict(
+        depth=args.depth,
+        size=args.size,
+        head=args.head,
+        head_cache=not args.no_head_cache)
     runner = speed_runner('CachedEpisodeTestLoop', args.episodes, work,
                           **model_args, **loop_args)
     torch.manual_seed(0)
@@ -146,7 +167,8 @@ def main():
         setting='ssv2_mini val (50 videos x 8 frames), 5-way 1-shot, '
         f'AMFIR 2x ResNet-{args.depth} {args.size} px, '
         f'{args.head.upper()} heads, DIS flow on the fly',
-        videos=50, episodes=args.episodes,
+        videos=50,
+        episodes=args.episodes,
         episode_batch_size=loop.episode_batch_size,
         embed_s=round(embed_s, 2),
         cached_episodes_s=round(episodes_s, 2),
@@ -156,8 +178,8 @@ def main():
         slow_episodes_measured=args.slow,
         slow_s_per_episode=round(slow_per_episode, 3),
         slow_total_s_extrapolated=round(slow_per_episode * args.episodes),
-        speedup_over_slow=round(
-            slow_per_episode * args.episodes / fast_total, 1),
+        speedup_over_slow=round(slow_per_episode * args.episodes / fast_total,
+                                1),
         accuracy_random_weights=round(metrics['fewshot/accuracy'], 2))
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:

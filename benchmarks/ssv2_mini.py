@@ -76,13 +76,15 @@ sys.path.insert(0, ROOT)
 CONFIG = osp.join(ROOT, 'configs/ssv2mini/amfir_effl0_112_5way1shot.py')
 # trained models: name -> overrides of cfg.model (each ablation changes
 # one thing of 'amfir')
-MODELS = dict(rgb=dict(modalities=['rgb']), flow=dict(modalities=['flow']),
-              amfir=dict())
-ABLATIONS = dict(amfir_no_asi=dict(reliability='uniform'),
-                 amfir_no_amd=dict(loss_amd=None),
-                 amfir_mixture=dict(fusion='mixture'))
-FLOW_METHODS = dict(tvl1=dict(type='TVL1FlowEstimator'),
-                    dis=dict(type='DISFlowEstimator', preset='medium'))
+MODELS = dict(
+    rgb=dict(modalities=['rgb']), flow=dict(modalities=['flow']), amfir=dict())
+ABLATIONS = dict(
+    amfir_no_asi=dict(reliability='uniform'),
+    amfir_no_amd=dict(loss_amd=None),
+    amfir_mixture=dict(fusion='mixture'))
+FLOW_METHODS = dict(
+    tvl1=dict(type='TVL1FlowEstimator'),
+    dis=dict(type='DISFlowEstimator', preset='medium'))
 SINGLE = ('rgb', 'flow', 'amfir_rgb', 'amfir_flow')
 NUM_WAYS = 5
 
@@ -93,53 +95,83 @@ def parse_args(argv=None):
     parser.add_argument('--train-root')
     parser.add_argument('--eval-root')
     parser.add_argument('--shots', type=int, default=1)
-    parser.add_argument('--episodes', type=int, default=2000,
-                        help='evaluation episodes per fold')
+    parser.add_argument(
+        '--episodes',
+        type=int,
+        default=2000,
+        help='evaluation episodes per fold')
     parser.add_argument('--work-dir')
     parser.add_argument('--out')
-    parser.add_argument('--quick', action='store_true',
-                        help='CI mode: DIS flow, 1 training view, 20 '
-                        'training episodes, 200 test episodes (noisy)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='CI mode: DIS flow, 1 training view, 20 '
+        'training episodes, 200 test episodes (noisy)')
     parser.add_argument('--config', default=CONFIG)
-    parser.add_argument('--flow', choices=sorted(FLOW_METHODS),
-                        help='flow method (default tvl1; dis with --quick)')
-    parser.add_argument('--iters', type=int,
-                        help='training episodes per model (default: the '
-                        "config's max_iters for 1 shot, a third of it for "
-                        'more shots, as the earlier backbone-pass runs; '
-                        '0 = no training)')
-    parser.add_argument('--folds', type=int, default=0,
-                        help='0: one fold, train root -> eval root; F > 0: '
-                        'pool the classes of both roots and rotate over F '
-                        'fixed splits (5 evaluation classes, the rest for '
-                        'meta-training)')
-    parser.add_argument('--fold-seed', type=int, default=0,
-                        help='seed of the fold splits')
-    parser.add_argument('--ablations', action='store_true',
-                        help='also train the one-piece ablations '
-                        f'({", ".join(ABLATIONS)})')
-    parser.add_argument('--views', type=int,
-                        help='augmented training views cached per video '
-                        '(default 4; 1 with --quick)')
-    parser.add_argument('--fit-episodes', type=int, default=500,
-                        help='training-class episodes on which '
-                        'loglinear_global fits its weight')
-    parser.add_argument('--seed', type=int, default=3,
-                        help='seed of the evaluation episodes')
-    parser.add_argument('--bootstrap', type=int, default=2000,
-                        help='bootstrap replicates over folds and videos')
+    parser.add_argument(
+        '--flow',
+        choices=sorted(FLOW_METHODS),
+        help='flow method (default tvl1; dis with --quick)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        help='training episodes per model (default: the '
+        "config's max_iters for 1 shot, a third of it for "
+        'more shots, as the earlier backbone-pass runs; '
+        '0 = no training)')
+    parser.add_argument(
+        '--folds',
+        type=int,
+        default=0,
+        help='0: one fold, train root -> eval root; F > 0: '
+        'pool the classes of both roots and rotate over F '
+        'fixed splits (5 evaluation classes, the rest for '
+        'meta-training)')
+    parser.add_argument(
+        '--fold-seed', type=int, default=0, help='seed of the fold splits')
+    parser.add_argument(
+        '--ablations',
+        action='store_true',
+        help='also train the one-piece ablations '
+        f'({", ".join(ABLATIONS)})')
+    parser.add_argument(
+        '--views',
+        type=int,
+        help='augmented training views cached per video '
+        '(default 4; 1 with --quick)')
+    parser.add_argument(
+        '--fit-episodes',
+        type=int,
+        default=500,
+        help='training-class episodes on which '
+        'loglinear_global fits its weight')
+    parser.add_argument(
+        '--seed', type=int, default=3, help='seed of the evaluation episodes')
+    parser.add_argument(
+        '--bootstrap',
+        type=int,
+        default=2000,
+        help='bootstrap replicates over folds and videos')
     parser.add_argument('--workers', type=int, default=2)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='config overrides key=value (as tools/train.py)')
-    parser.add_argument('--report', nargs='+', metavar='RESULT.json',
-                        help='print the Markdown tables of these results '
-                        '(one per shot setting) and exit')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='config overrides key=value (as tools/train.py)')
+    parser.add_argument(
+        '--report',
+        nargs='+',
+        metavar='RESULT.json',
+        help='print the Markdown tables of these results '
+        '(one per shot setting) and exit')
     args = parser.parse_args(argv)
     if args.report:
         return args
-    missing = [f'--{name.replace("_", "-")}' for name in
-               ('train_root', 'eval_root', 'work_dir', 'out')
-               if getattr(args, name) is None]
+    missing = [
+        f'--{name.replace("_", "-")}'
+        for name in ('train_root', 'eval_root', 'work_dir', 'out')
+        if getattr(args, name) is None
+    ]
     if missing:
         parser.error(f'the following arguments are required: '
                      f'{", ".join(missing)}')
@@ -161,11 +193,12 @@ def parse_args(argv=None):
 def class_names(root: str) -> list:
     if not osp.isdir(root):
         raise FileNotFoundError(f'root not found: {root}')
-    return sorted(d for d in os.listdir(root)
-                  if osp.isdir(osp.join(root, d)))
+    return sorted(d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
 
 
-def make_folds(classes: list, folds: int, ways: int = NUM_WAYS,
+def make_folds(classes: list,
+               folds: int,
+               ways: int = NUM_WAYS,
                seed: int = 0) -> list:
     """``folds`` fixed ``(train_classes, eval_classes)`` splits of the
     pooled ``classes``: ``ways`` evaluation classes, the rest for
@@ -212,7 +245,9 @@ def extract_flow(src: str, out: str, method: str, workers: int) -> dict:
     """Flow + RGB rawframes of every video of ``src`` (resumable)."""
     from amfir_mm.flow.extraction import ExtractionOptions, run_extraction
     summary = run_extraction(
-        src, out, estimator=FLOW_METHODS[method],
+        src,
+        out,
+        estimator=FLOW_METHODS[method],
         options=ExtractionOptions(write_rgb=True, short_side=128),
         workers=workers)
     print(summary.report(), flush=True)
@@ -221,8 +256,10 @@ def extract_flow(src: str, out: str, method: str, workers: int) -> dict:
                            f'{len(summary.failures)} videos of {src} (see '
                            'above); fix or remove them and rerun')
     computed = [r for r in summary.results if r.status == 'done']
-    return dict(seconds=round(summary.seconds, 1), videos=len(computed),
-                fields=sum(max(r.total_frames - 1, 0) for r in computed))
+    return dict(
+        seconds=round(summary.seconds, 1),
+        videos=len(computed),
+        fields=sum(max(r.total_frames - 1, 0) for r in computed))
 
 
 # -- 2. videos and their cached embeddings --------------------------------
@@ -233,8 +270,9 @@ class VideoList:
     def __init__(self, keys, labels, classes, origin: str) -> None:
         self.ann_file = origin
         self.metainfo = dict(classes=tuple(classes))
-        self._infos = [dict(video_id=k, label=int(lab))
-                       for k, lab in zip(keys, labels)]
+        self._infos = [
+            dict(video_id=k, label=int(lab)) for k, lab in zip(keys, labels)
+        ]
 
     def full_init(self) -> None:
         pass
@@ -282,9 +320,12 @@ def pool_videos(datasets: dict) -> dict:
             entries.append((split, i, f'{split}/{info["video_id"]}',
                             names[info['label']]))
     classes = sorted({e[3] for e in entries})
-    return dict(keys=[e[2] for e in entries], split=[e[0] for e in entries],
-                index=[e[1] for e in entries], classes=classes,
-                labels=np.asarray([classes.index(e[3]) for e in entries]))
+    return dict(
+        keys=[e[2] for e in entries],
+        split=[e[0] for e in entries],
+        index=[e[1] for e in entries],
+        classes=classes,
+        labels=np.asarray([classes.index(e[3]) for e in entries]))
 
 
 def build_model(cfg, overrides: dict, pretrained: bool = False):
@@ -323,7 +364,11 @@ def trainable_parameters(model) -> dict:
 
 
 @torch.no_grad()
-def embed(model, datasets: dict, pool: dict, views: int, seed: int = 0,
+def embed(model,
+          datasets: dict,
+          pool: dict,
+          views: int,
+          seed: int = 0,
           batch: int = 10) -> dict:
     """Per-frame features of every pooled video: ``test`` modality ->
     ``(num_videos, T, C)`` and ``train`` modality -> ``(views, num_videos,
@@ -345,12 +390,16 @@ def embed(model, datasets: dict, pool: dict, views: int, seed: int = 0,
                     ds = datasets[pool['split'][i]][mode]
                     items.append(ds.prepare_data(pool['index'][i]))
                 feats.append(model.embed_videos(pseudo_collate(items)))
-            per_view.append({m: torch.cat([f[m] for f in feats])
-                             for m in feats[0]})
-        out[mode] = ({m: per_view[0][m] for m in per_view[0]}
-                     if mode == 'test' else
-                     {m: torch.stack([p[m] for p in per_view])
-                      for m in per_view[0]})
+            per_view.append(
+                {m: torch.cat([f[m] for f in feats])
+                 for m in feats[0]})
+        out[mode] = ({
+            m: per_view[0][m]
+            for m in per_view[0]
+        } if mode == 'test' else {
+            m: torch.stack([p[m] for p in per_view])
+            for m in per_view[0]
+        })
     return out
 
 
@@ -358,11 +407,11 @@ def cached_embeddings(path: str, compute, keys: list, views: int) -> dict:
     if osp.isfile(path):
         saved = torch.load(path, map_location='cpu', weights_only=True)
         if saved['video_keys'] == keys and saved['views'] == views:
-            print(f'loaded the embeddings of {len(keys)} videos from {path}',
-                  flush=True)
+            print(
+                f'loaded the embeddings of {len(keys)} videos from {path}',
+                flush=True)
             return saved
-        print(f'{path} holds other videos or views; recomputing',
-              flush=True)
+        print(f'{path} holds other videos or views; recomputing', flush=True)
     feats = compute()
     saved = dict(video_keys=keys, views=views, **feats)
     torch.save(saved, path)
@@ -376,8 +425,12 @@ def episodes_of(pool: dict, videos: np.ndarray, shots: int, queries: int,
     return EpisodicDataset(
         VideoList([pool['keys'][v] for v in videos], pool['labels'][videos],
                   pool['classes'], origin),
-        num_ways=NUM_WAYS, num_shots=shots, num_queries=queries,
-        num_episodes=num, seed=seed, check_frame_dirs=False)
+        num_ways=NUM_WAYS,
+        num_shots=shots,
+        num_queries=queries,
+        num_episodes=num,
+        seed=seed,
+        check_frame_dirs=False)
 
 
 def train_cached(cfg, model, views: dict, pool: dict, videos: np.ndarray,
@@ -407,11 +460,13 @@ def train_cached(cfg, model, views: dict, pool: dict, videos: np.ndarray,
         order, sample = episodes.episode_sample(it)
         vids = torch.as_tensor(videos[order])
         pick = torch.as_tensor(rng.integers(num_views, size=len(vids)))
-        feats = {m: views[m][pick, vids].flatten(0, 1)[None]
-                 for m in model.modalities}
+        feats = {
+            m: views[m][pick, vids].flatten(0, 1)[None]
+            for m in model.modalities
+        }
         out = model.episode_outputs(feats, [sample])[0]
-        loss, _ = model.parse_losses(model.episode_losses(
-            out, sample.gt_label))
+        loss, _ = model.parse_losses(
+            model.episode_losses(out, sample.gt_label))
         optim.update_params(loss)
         for sched in scheds:
             sched.step()
@@ -429,8 +484,9 @@ def predict_all(model, dataset, features, chunk: int = 250) -> dict:
     model.eval()
     cache = model.cache_videos(features)
     for first in range(0, len(dataset), chunk):
-        orders, samples = zip(*(dataset.episode_sample(idx) for idx in range(
-            first, min(first + chunk, len(dataset)))))
+        orders, samples = zip(
+            *(dataset.episode_sample(idx)
+              for idx in range(first, min(first + chunk, len(dataset)))))
         for out in model.predict_episodes(
                 cache, list(samples), video_index=torch.as_tensor(orders)):
             for key in ('pred_score', 'rgb_score', 'flow_score',
@@ -441,8 +497,10 @@ def predict_all(model, dataset, features, chunk: int = 250) -> dict:
         supports += [order[:n_support] for order in orders]
         queries += [order[n_support:] for order in orders]
     out = {k: torch.stack(v).numpy() for k, v in scores.items()}
-    out.update(labels=torch.stack(labels).numpy(),
-               queries=np.asarray(queries), supports=np.asarray(supports))
+    out.update(
+        labels=torch.stack(labels).numpy(),
+        queries=np.asarray(queries),
+        supports=np.asarray(supports))
     return out
 
 
@@ -453,8 +511,8 @@ def fuse(posteriors: list, weights: np.ndarray, mode: str) -> np.ndarray:
     from amfir_mm.models.fusion import fuse_posteriors
     log_p = torch.from_numpy(np.stack(posteriors, axis=2)).double()
     log_p = log_p.clamp_min(1e-300).log()  # (E, M, S, N)
-    w = torch.as_tensor(np.broadcast_to(weights, log_p.shape[:3]).copy(),
-                        dtype=torch.float64)
+    w = torch.as_tensor(
+        np.broadcast_to(weights, log_p.shape[:3]).copy(), dtype=torch.float64)
     fused = fuse_posteriors(log_p.flatten(0, 1), w.flatten(0, 1), mode)
     return fused.unflatten(0, log_p.shape[:2]).exp().numpy()
 
@@ -473,7 +531,9 @@ def fit_global_weight(rgb: dict, flow: dict) -> float:
     return float(grid[int(np.argmin(nll))])
 
 
-def variant_scores(preds: dict, w_rgb: float, fusion: str,
+def variant_scores(preds: dict,
+                   w_rgb: float,
+                   fusion: str,
                    seed: int = 0) -> dict:
     """``(E, M, N)`` posteriors of every variant (see the module doc)."""
     amfir = preds['amfir']
@@ -487,14 +547,18 @@ def variant_scores(preds: dict, w_rgb: float, fusion: str,
     rng = np.random.default_rng(seed)
     shuffled = pi.reshape(-1, 2)[rng.permutation(pi.shape[0] * pi.shape[1])]
     scores = dict(
-        rgb=rgb, flow=flow, late_fusion=fuse([rgb, flow], 0.5, 'mixture'),
+        rgb=rgb,
+        flow=flow,
+        late_fusion=fuse([rgb, flow], 0.5, 'mixture'),
         loglinear_uniform=fuse([rgb, flow], 0.5, 'log_linear'),
         loglinear_global=fuse([rgb, flow], np.array([w_rgb, 1 - w_rgb]),
                               'log_linear'),
-        amfir=amfir['pred_score'], amfir_rgb=branches[0],
+        amfir=amfir['pred_score'],
+        amfir_rgb=branches[0],
         amfir_flow=branches[1],
         amfir_no_ami=fuse(branches, 0.5, fusion),
-        amfir_mean_pi=fuse(branches, pi.reshape(-1, 2).mean(0), fusion),
+        amfir_mean_pi=fuse(branches,
+                           pi.reshape(-1, 2).mean(0), fusion),
         amfir_shuffled_pi=fuse(branches, shuffled.reshape(pi.shape), fusion))
     for name in ABLATIONS:
         if name in preds:
@@ -503,8 +567,12 @@ def variant_scores(preds: dict, w_rgb: float, fusion: str,
 
 
 # -- 4. statistics ---------------------------------------------------------
-def bootstrap_folds(values: list, queries: list, supports: list,
-                    num_videos: int, replicates: int, seed: int = 0,
+def bootstrap_folds(values: list,
+                    queries: list,
+                    supports: list,
+                    num_videos: int,
+                    replicates: int,
+                    seed: int = 0,
                     chunk: int = 100) -> tuple:
     """Means over folds of ``K`` per-query statistics, and their bootstrap
     replicates over folds *and* videos.
@@ -529,18 +597,21 @@ def bootstrap_folds(values: list, queries: list, supports: list,
     """
     rng = np.random.default_rng(seed)
     folds = len(values)
-    counts = rng.multinomial(num_videos, np.full(num_videos, 1 / num_videos),
-                             size=replicates).astype(np.float64)  # (B, V)
-    fold_counts = (rng.multinomial(folds, np.full(folds, 1 / folds),
-                                   size=replicates).astype(np.float64)
-                   if folds > 1 else np.ones((replicates, 1)))
+    counts = rng.multinomial(
+        num_videos, np.full(num_videos, 1 / num_videos),
+        size=replicates).astype(np.float64)  # (B, V)
+    fold_counts = (
+        rng.multinomial(folds, np.full(folds, 1 / folds),
+                        size=replicates).astype(np.float64)
+        if folds > 1 else np.ones((replicates, 1)))
     stats = np.zeros((replicates, values[0].shape[0]))
     for f, (vals, q, s) in enumerate(zip(values, queries, supports)):
         flat = vals.reshape(vals.shape[0], -1).astype(np.float64).T
         for lo in range(0, replicates, chunk):
             c = counts[lo:lo + chunk]
-            weight = (c[:, q] * c[:, s].mean(-1)[:, :, None]).reshape(
-                c.shape[0], -1)  # (b, E * M)
+            weight = (c[:, q] *
+                      c[:, s].mean(-1)[:, :, None]).reshape(c.shape[0],
+                                                            -1)  # (b, E * M)
             fold_stat = (weight @ flat) / np.maximum(
                 weight.sum(1, keepdims=True), 1e-12)
             stats[lo:lo + chunk] += fold_counts[lo:lo + chunk, f, None] * \
@@ -552,13 +623,19 @@ def bootstrap_folds(values: list, queries: list, supports: list,
 
 def interval(observed: float, replicates: np.ndarray) -> dict:
     low, high = np.percentile(replicates, [2.5, 97.5])
-    return dict(diff=round(100 * float(observed), 2),
-                ci95=[round(100 * float(low), 2), round(100 * float(high), 2)],
-                p_le_0=round(float(np.mean(replicates <= 0)), 4))
+    return dict(
+        diff=round(100 * float(observed), 2),
+        ci95=[round(100 * float(low), 2),
+              round(100 * float(high), 2)],
+        p_le_0=round(float(np.mean(replicates <= 0)), 4))
 
 
-def bootstrap_difference(correct_a, correct_b, queries, supports,
-                         num_videos: int, replicates: int,
+def bootstrap_difference(correct_a,
+                         correct_b,
+                         queries,
+                         supports,
+                         num_videos: int,
+                         replicates: int,
                          seed: int = 0) -> dict:
     """Paired accuracy difference ``a - b`` on one fold with a bootstrap
     over videos (:func:`bootstrap_folds`).
@@ -583,11 +660,13 @@ def summarise(folds: list, num_videos: int, replicates: int) -> dict:
     pi=...)``)."""
     from amfir_mm.evaluation import mean_ci95, selection_skill
     names = list(folds[0]['correct'])
-    values = [np.stack([f['correct'][n] for n in names]).astype(np.float32)
-              for f in folds]
-    observed, reps = bootstrap_folds(
-        values, [f['queries'] for f in folds],
-        [f['supports'] for f in folds], num_videos, replicates)
+    values = [
+        np.stack([f['correct'][n] for n in names]).astype(np.float32)
+        for f in folds
+    ]
+    observed, reps = bootstrap_folds(values, [f['queries'] for f in folds],
+                                     [f['supports'] for f in folds],
+                                     num_videos, replicates)
     variants, paired = {}, {}
     amfir = names.index('amfir')
     for k, name in enumerate(names):
@@ -595,7 +674,8 @@ def summarise(folds: list, num_videos: int, replicates: int) -> dict:
         per_fold = [mean_ci95(f['correct'][name].mean(1)) for f in folds]
         variants[name] = dict(
             acc=round(100 * float(observed[k]), 2),
-            ci95=[round(100 * float(low), 2), round(100 * float(high), 2)],
+            ci95=[round(100 * float(low), 2),
+                  round(100 * float(high), 2)],
             per_fold=[round(100 * m, 2) for m, _ in per_fold],
             episode_ci95=[round(100 * c, 2) for _, c in per_fold])
         if name != 'amfir':
@@ -609,19 +689,21 @@ def summarise(folds: list, num_videos: int, replicates: int) -> dict:
             rgb_ok, flow_ok = f['branch'][model]
             stats = selection_skill(pi[..., 1].ravel(), rgb_ok.ravel(),
                                     flow_ok.ravel())
-            stats.update(choice_flow=100 * float((pi[..., 1] > 0.5).mean()),
-                         mean_pi_flow=float(pi[..., 1].mean()))
+            stats.update(
+                choice_flow=100 * float((pi[..., 1] > 0.5).mean()),
+                mean_pi_flow=float(pi[..., 1].mean()))
             per_fold.append(stats)
         asi[model] = {
-            key: dict(mean=round(float(np.mean([s[key] for s in per_fold])),
-                                 4),
-                      min=round(float(np.min([s[key] for s in per_fold])), 4),
-                      max=round(float(np.max([s[key] for s in per_fold])), 4))
+            key:
+            dict(
+                mean=round(float(np.mean([s[key] for s in per_fold])), 4),
+                min=round(float(np.min([s[key] for s in per_fold])), 4),
+                max=round(float(np.max([s[key] for s in per_fold])), 4))
             for key in per_fold[0]
         }
     best_single = max(SINGLE, key=lambda k: variants[k]['acc'])
-    return dict(variants=variants, paired=paired, asi=asi,
-                best_single=best_single)
+    return dict(
+        variants=variants, paired=paired, asi=asi, best_single=best_single)
 
 
 # -- 5. the run --------------------------------------------------------------
@@ -640,9 +722,8 @@ def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
     eval_eps = episodes_of(pool, eval_videos, args.shots, 1, args.episodes,
                            args.seed, 'the evaluation classes')
     eval_eps.save_episodes(episodes_file)
-    fit_eps = episodes_of(pool, train_videos, args.shots, 1,
-                          args.fit_episodes, args.seed + 1,
-                          'the training classes')
+    fit_eps = episodes_of(pool, train_videos, args.shots, 1, args.fit_episodes,
+                          args.seed + 1, 'the training classes')
     models = dict(MODELS, **(ABLATIONS if args.ablations else {}))
     preds, fit, trainable, info = {}, {}, {}, dict(train_s={}, asi=[])
     fusion = None
@@ -651,15 +732,26 @@ def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
         torch.manual_seed(fold)  # the same initial ASI net in every model
         model = build_model(cfg, overrides)
         trainable[name] = trainable_parameters(model)
-        info['train_s'][name] = round(train_cached(
-            cfg, model, feats['train'], pool, train_videos, args.shots,
-            iters, seed=1 + fold), 2)
+        info['train_s'][name] = round(
+            train_cached(
+                cfg,
+                model,
+                feats['train'],
+                pool,
+                train_videos,
+                args.shots,
+                iters,
+                seed=1 + fold), 2)
         test = {m: feats['test'][m] for m in model.modalities}
-        preds[name] = predict_all(
-            model, eval_eps, {m: f[eval_videos] for m, f in test.items()})
+        preds[name] = predict_all(model, eval_eps, {
+            m: f[eval_videos]
+            for m, f in test.items()
+        })
         if name in ('rgb', 'flow'):
-            fit[name] = predict_all(
-                model, fit_eps, {m: f[train_videos] for m, f in test.items()})
+            fit[name] = predict_all(model, fit_eps, {
+                m: f[train_videos]
+                for m, f in test.items()
+            })
         if name == 'amfir':
             fusion = model.fusion
         if getattr(model, 'asi', None) is not None:
@@ -673,17 +765,22 @@ def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
     correct = {k: v.argmax(-1) == gt for k, v in scores.items()}
     correct['oracle'] = correct['amfir_rgb'] | correct['amfir_flow']
     record = dict(
-        correct=correct, queries=eval_videos[preds['amfir']['queries']],
+        correct=correct,
+        queries=eval_videos[preds['amfir']['queries']],
         supports=eval_videos[preds['amfir']['supports']],
-        pi={n: preds[n]['reliability'] for n in info['asi']},
-        branch={n: (preds[n]['rgb_score'].argmax(-1) == gt,
-                    preds[n]['flow_score'].argmax(-1) == gt)
-                for n in info['asi']})
+        pi={n: preds[n]['reliability']
+            for n in info['asi']},
+        branch={
+            n: (preds[n]['rgb_score'].argmax(-1) == gt,
+                preds[n]['flow_score'].argmax(-1) == gt)
+            for n in info['asi']
+        })
     names = pool['classes']
     fold_info = dict(
         train_classes=[names[c] for c in train_cls],
         eval_classes=[names[c] for c in eval_cls],
-        loglinear_global_w_rgb=w_rgb, episodes_file=episodes_file,
+        loglinear_global_w_rgb=w_rgb,
+        episodes_file=episodes_file,
         train_s=info['train_s'],
         seconds=round(time.monotonic() - start, 1))
     return record, fold_info, trainable
@@ -701,10 +798,13 @@ def main(argv=None):
     roots = dict(train=args.train_root, eval=args.eval_root)
     names = {split: class_names(root) for split, root in roots.items()}
     if args.folds:  # bad --folds fails before any work
-        make_folds(sorted(set(names['train']) | set(names['eval'])),
-                   args.folds, seed=args.fold_seed)
-    import amfir_mm  # noqa: F401  (registers everything)
+        make_folds(
+            sorted(set(names['train']) | set(names['eval'])),
+            args.folds,
+            seed=args.fold_seed)
     from mmengine.registry import DefaultScope
+
+    import amfir_mm  # noqa: F401  (registers everything)
     DefaultScope.get_instance('ssv2_mini_benchmark', scope_name='mmaction')
     wall = time.monotonic()
     timings, frames, flow_cost = {}, {}, {}
@@ -727,10 +827,11 @@ def main(argv=None):
     start = time.monotonic()
     config_name = osp.splitext(osp.basename(args.config))[0]
     feats = cached_embeddings(
-        osp.join(args.work_dir, f'embeddings_{args.flow}_{config_name}_'
-                 f'{args.views}views.pth'),
-        lambda: embed(build_model(cfg, {}, pretrained=True), datasets, pool,
-                      args.views),
+        osp.join(
+            args.work_dir, f'embeddings_{args.flow}_{config_name}_'
+            f'{args.views}views.pth'),
+        lambda: embed(
+            build_model(cfg, {}, pretrained=True), datasets, pool, args.views),
         pool['keys'], args.views)
     timings['embed_s'] = round(time.monotonic() - start, 1)
 
@@ -744,48 +845,67 @@ def main(argv=None):
             osp.join(shot_dir, f'eval_episodes_fold{f}.json'))
         records.append(record)
         fold_infos.append(info)
-        print(f'fold {f + 1}/{len(folds)}: eval {info["eval_classes"]}: '
-              f'amfir {100 * record["correct"]["amfir"].mean():.2f}, '
-              f'{info["seconds"]:.0f} s', flush=True)
+        print(
+            f'fold {f + 1}/{len(folds)}: eval {info["eval_classes"]}: '
+            f'amfir {100 * record["correct"]["amfir"].mean():.2f}, '
+            f'{info["seconds"]:.0f} s',
+            flush=True)
     timings['folds_s'] = round(time.monotonic() - start, 1)
     start = time.monotonic()
     result = summarise(records, len(pool['keys']), args.bootstrap)
     timings['bootstrap_s'] = round(time.monotonic() - start, 1)
     result.update(
-        command='python benchmarks/ssv2_mini.py ' + ' '.join(
-            sys.argv[1:] if argv is None else argv),
+        command='python benchmarks/ssv2_mini.py ' +
+        ' '.join(sys.argv[1:] if argv is None else argv),
         date=time.strftime('%Y-%m-%d %H:%M'),
         machine=f'{platform.machine()}, {os.cpu_count()} CPUs, '
         f'torch {torch.__version__}, '
         f'{"CUDA" if torch.cuda.is_available() else "CPU only"}',
         load_average=[round(x, 2) for x in os.getloadavg()],
-        config=osp.relpath(args.config, ROOT), shots=args.shots,
-        ways=NUM_WAYS, episodes=args.episodes, seed=args.seed,
-        num_folds=len(folds), cross_validation=bool(args.folds),
-        fold_seed=args.fold_seed, folds=fold_infos,
-        videos=len(pool['keys']), classes=classes,
+        config=osp.relpath(args.config, ROOT),
+        shots=args.shots,
+        ways=NUM_WAYS,
+        episodes=args.episodes,
+        seed=args.seed,
+        num_folds=len(folds),
+        cross_validation=bool(args.folds),
+        fold_seed=args.fold_seed,
+        folds=fold_infos,
+        videos=len(pool['keys']),
+        classes=classes,
         eval_videos=int(np.isin(pool['labels'], folds[0][1]).sum()),
-        quick=args.quick, flow_method=args.flow, flow_cost=flow_cost,
-        iters=iters, views=args.views, fit_episodes=args.fit_episodes,
-        ablations=args.ablations, trainable=trainable, timings=timings,
+        quick=args.quick,
+        flow_method=args.flow,
+        flow_cost=flow_cost,
+        iters=iters,
+        views=args.views,
+        fit_episodes=args.fit_episodes,
+        ablations=args.ablations,
+        trainable=trainable,
+        timings=timings,
         episodes_file=fold_infos[0]['episodes_file'],
         wall_s=round(time.monotonic() - wall, 1))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(result, f, indent=1)
-    print(json.dumps({k: result[k] for k in ('variants', 'paired', 'asi',
-                                             'wall_s')}, indent=1))
+    print(
+        json.dumps(
+            {k: result[k]
+             for k in ('variants', 'paired', 'asi', 'wall_s')},
+            indent=1))
     return result
 
 
 # -- 6. Markdown for RESULTS.md ----------------------------------------------
 LABELS = dict(
-    rgb='RGB-only model', flow='flow-only model',
+    rgb='RGB-only model',
+    flow='flow-only model',
     late_fusion='late fusion (mean of the two models\' posteriors)',
     loglinear_uniform='log-linear fusion of the two models, uniform',
     loglinear_global='log-linear fusion, one weight fitted on training '
     'classes',
-    amfir='**AMFIR (ASI + AMD + AMI)**', amfir_rgb="AMFIR's RGB branch",
+    amfir='**AMFIR (ASI + AMD + AMI)**',
+    amfir_rgb="AMFIR's RGB branch",
     amfir_flow="AMFIR's flow branch",
     amfir_no_ami='AMFIR, no AMI (test-time π = ½, same rule and model)',
     amfir_mean_pi='AMFIR, π = mean π of the test queries',
@@ -806,10 +926,13 @@ ASI_KEYS = dict(
 
 def report_markdown(results: list, paths: list) -> str:
     """The RESULTS.md tables of ``results`` (one column per result)."""
+
     def head(first):
         cols = [f'{r["shots"]}-shot' for r in results]
-        return [f'| {first} | ' + ' | '.join(cols) + ' |',
-                '|---' * (len(cols) + 1) + '|']
+        return [
+            f'| {first} | ' + ' | '.join(cols) + ' |',
+            '|---' * (len(cols) + 1) + '|'
+        ]
 
     files = ', '.join(f'`{osp.relpath(p, ROOT)}`' for p in paths)
     lines = [f'Results: {files}', '']
@@ -869,8 +992,8 @@ def report_markdown(results: list, paths: list) -> str:
         f'end {r["load_average"][0]})',
         date=lambda r: f'{r["date"]}, {r["machine"]}')
     for key, cell in rows.items():
-        lines.append(f'| {key} | ' + ' | '.join(cell(r) for r in results) +
-                     ' |')
+        lines.append(f'| {key} | ' + ' | '.join(cell(r)
+                                                for r in results) + ' |')
     return '\n'.join(lines)
 
 

@@ -88,20 +88,25 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODEL_CFG = osp.join(ROOT, 'configs/_base_/models/amfir_r50.py')
 SCHEDULE_CFG = osp.join(ROOT, 'configs/_base_/schedules/amfir_sgd.py')
 BACKBONES = {
-    'resnet18': dict(type='ResNet', depth=18, pretrained=None,
-                     norm_eval=False),
-    'resnet50': dict(type='ResNet', depth=50, pretrained=None,
-                     norm_eval=False),
-    'efficientnet-lite0': dict(type='EfficientNetLite',
-                               arch='efficientnet-lite0', pretrained=None,
-                               norm_eval=False),
+    'resnet18':
+    dict(type='ResNet', depth=18, pretrained=None, norm_eval=False),
+    'resnet50':
+    dict(type='ResNet', depth=50, pretrained=None, norm_eval=False),
+    'efficientnet-lite0':
+    dict(
+        type='EfficientNetLite',
+        arch='efficientnet-lite0',
+        pretrained=None,
+        norm_eval=False),
 }
 LOOPS = ('amfir_mm', 'trx_style', 'amfir_mm+channels_last')
 
 
 # -- model, optimiser settings and episodes -------------------------------
-def build_model(backbone: dict, device: str = 'cpu',
-                norm_eval: bool = False, seed: int = 0) -> nn.Module:
+def build_model(backbone: dict,
+                device: str = 'cpu',
+                norm_eval: bool = False,
+                seed: int = 0) -> nn.Module:
     """The project's AMFIR model with ``backbone`` in both branches.
 
     Args:
@@ -113,10 +118,11 @@ def build_model(backbone: dict, device: str = 'cpu',
     Returns:
         ``AMFIRRecognizer`` initialised, on ``device``, in training mode.
     """
-    import amfir_mm  # noqa: F401 - registers the plug-in
     from mmaction.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
+
+    import amfir_mm  # noqa: F401 - registers the plug-in
 
     cfg = Config.fromfile(MODEL_CFG).model
     backbone = dict(backbone, norm_eval=norm_eval)
@@ -143,8 +149,12 @@ def optim_wrapper_cfg(amp: bool = False,
     return cfg
 
 
-def make_episode(ways: int = 5, shots: int = 1, queries: int = 1,
-                 frames: int = 8, size: int = 112, seed: int = 0) -> dict:
+def make_episode(ways: int = 5,
+                 shots: int = 1,
+                 queries: int = 1,
+                 frames: int = 8,
+                 size: int = 112,
+                 seed: int = 0) -> dict:
     """One episode as :class:`EpisodicDataset` yields it.
 
     Returns:
@@ -159,11 +169,18 @@ def make_episode(ways: int = 5, shots: int = 1, queries: int = 1,
     n = ways * (shots + queries) * frames
     sample = ActionDataSample().set_gt_label(
         torch.arange(ways).repeat_interleave(queries))
-    sample.set_metainfo(dict(num_ways=ways, num_shots=shots,
-                             num_queries=queries, episode_index=seed))
-    inputs = {key: torch.randint(0, 256, (n, c, size, size), generator=gen,
-                                 dtype=torch.uint8)
-              for key, c in (('imgs', 3), ('flow', 2))}
+    sample.set_metainfo(
+        dict(
+            num_ways=ways,
+            num_shots=shots,
+            num_queries=queries,
+            episode_index=seed))
+    inputs = {
+        key:
+        torch.randint(
+            0, 256, (n, c, size, size), generator=gen, dtype=torch.uint8)
+        for key, c in (('imgs', 3), ('flow', 2))
+    }
     return dict(inputs=inputs, data_samples=sample)
 
 
@@ -178,9 +195,12 @@ class AMFIRMMTrainer:
     """``model.train_step`` with MMEngine's (Amp)OptimWrapper, as
     ``IterBasedTrainLoop`` calls it (one episode per iteration)."""
 
-    def __init__(self, model: nn.Module, optim_cfg: dict,
+    def __init__(self,
+                 model: nn.Module,
+                 optim_cfg: dict,
                  channels_last: bool = False) -> None:
         from mmengine.optim import build_optim_wrapper
+
         from amfir_mm.utils import convert_to_channels_last
         if channels_last:
             convert_to_channels_last(model)
@@ -219,8 +239,11 @@ class TRXStyleTrainer:
         device: where the clips are moved.
     """
 
-    def __init__(self, model: nn.Module, optim_cfg: dict,
-                 tasks_per_batch: int = 16, amp: bool = False,
+    def __init__(self,
+                 model: nn.Module,
+                 optim_cfg: dict,
+                 tasks_per_batch: int = 16,
+                 amp: bool = False,
                  device: str = 'cpu') -> None:
         self.model = model
         opt = dict(optim_cfg['optimizer'])
@@ -232,9 +255,9 @@ class TRXStyleTrainer:
         self.amp = amp
         self.scaler = None
         if amp:  # torch.amp.GradScaler from torch 2.3; the same class
-            self.scaler = (torch.amp.GradScaler(self.device.type)
-                           if hasattr(torch.amp, 'GradScaler') else
-                           torch.cuda.amp.GradScaler())
+            self.scaler = (
+                torch.amp.GradScaler(self.device.type) if hasattr(
+                    torch.amp, 'GradScaler') else torch.cuda.amp.GradScaler())
         # the same constants as the model's preprocessor: (x - mean) / std
         pre = model.data_preprocessor.preprocessors
         self.norm = {k: (p.mean, p.std) for k, p in pre.items()}
@@ -257,8 +280,11 @@ class TRXStyleTrainer:
             frames = clips.shape[0] // videos
             n_ctx = meta['num_ways'] * meta['num_shots'] * frames
             context[key], target[key] = clips[:n_ctx], clips[n_ctx:]
-        return dict(context=context, target=target,
-                    target_labels=sample.gt_label, sample=sample)
+        return dict(
+            context=context,
+            target=target,
+            target_labels=sample.gt_label,
+            sample=sample)
 
     def embed(self, backbone: nn.Module, clips: torch.Tensor,
               key: str) -> torch.Tensor:
@@ -299,8 +325,8 @@ class TRXStyleTrainer:
                 self.scaler.unscale_(self.optimizer)
             if self.clip_grad:
                 nn.utils.clip_grad_norm_(
-                    [p for p in self.model.parameters()
-                     if p.grad is not None], **self.clip_grad)
+                    [p for p in self.model.parameters() if p.grad is not None],
+                    **self.clip_grad)
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -327,16 +353,23 @@ def measure(spec: dict) -> dict:
     model = build_model(BACKBONES[spec['backbone']], device,
                         spec.get('norm_eval', False))
     optim_cfg = optim_wrapper_cfg(spec['amp'], spec['tasks_per_batch'])
-    episodes = [make_episode(spec['ways'], spec['shots'], spec['queries'],
-                             spec['frames'], spec['size'], seed=s)
-                for s in range(2)]
+    episodes = [
+        make_episode(
+            spec['ways'],
+            spec['shots'],
+            spec['queries'],
+            spec['frames'],
+            spec['size'],
+            seed=s) for s in range(2)
+    ]
     if spec['loop'] == 'trx_style':
         trainer = TRXStyleTrainer(model, optim_cfg, spec['tasks_per_batch'],
                                   spec['amp'], device)
         prepare = trainer.split
     else:
         trainer = AMFIRMMTrainer(
-            model, optim_cfg,
+            model,
+            optim_cfg,
             channels_last=spec['loop'].endswith('channels_last'))
         prepare = trainer.collate
     rss_build = _max_rss_mib()
@@ -362,7 +395,8 @@ def measure(spec: dict) -> dict:
     end = resource.getrusage(resource.RUSAGE_SELF)
     n = len(times)
     out = dict(
-        backbone=spec['backbone'], loop=spec['loop'],
+        backbone=spec['backbone'],
+        loop=spec['loop'],
         median_ms=round(statistics.median(times), 1),
         mean_ms=round(sum(times) / n, 1),
         min_ms=round(min(times), 1),
@@ -375,8 +409,8 @@ def measure(spec: dict) -> dict:
         first_loss=round(losses[0], 5),
         torch_threads=torch.get_num_threads())
     if cuda:
-        out['peak_cuda_mib'] = round(
-            torch.cuda.max_memory_allocated() / 2**20, 1)
+        out['peak_cuda_mib'] = round(torch.cuda.max_memory_allocated() / 2**20,
+                                     1)
     out['rss_after_build_mib'] = round(rss_build, 1)
     out['peak_rss_mib'] = round(_max_rss_mib(), 1)
     return out
@@ -385,10 +419,14 @@ def measure(spec: dict) -> dict:
 def _run_in_subprocess(spec: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         result = osp.join(tmp, 'result.json')
-        proc = subprocess.run(
-            [sys.executable, osp.abspath(__file__), '--worker',
-             json.dumps(dict(spec, result=result))],
-            cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run([
+            sys.executable,
+            osp.abspath(__file__), '--worker',
+            json.dumps(dict(spec, result=result))
+        ],
+                              cwd=ROOT,
+                              capture_output=True,
+                              text=True)
         if proc.returncode != 0 or not osp.isfile(result):
             raise RuntimeError(f'measurement {spec["backbone"]} / '
                                f'{spec["loop"]} failed:\n'
@@ -398,10 +436,14 @@ def _run_in_subprocess(spec: dict) -> dict:
 
 
 def _machine(device: str) -> dict:
-    info = dict(platform=platform.platform(), machine=platform.machine(),
-                processor=platform.processor(), cpu_count=os.cpu_count(),
-                python=platform.python_version(), torch=torch.__version__,
-                torch_threads_default=torch.get_num_threads())
+    info = dict(
+        platform=platform.platform(),
+        machine=platform.machine(),
+        processor=platform.processor(),
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        torch_threads_default=torch.get_num_threads())
     if device.startswith('cuda') and torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name()
         info['cuda'] = torch.version.cuda
@@ -420,8 +462,10 @@ def summarise(rows: List[dict]) -> Dict[str, dict]:
         per_loop = {}
         for loop in dict.fromkeys(r['loop'] for r in rows
                                   if r['backbone'] == backbone):
-            mine = [r for r in rows
-                    if r['backbone'] == backbone and r['loop'] == loop]
+            mine = [
+                r for r in rows
+                if r['backbone'] == backbone and r['loop'] == loop
+            ]
             per_loop[loop] = dict(
                 median_ms=_median([r['median_ms'] for r in mine]),
                 mean_ms=_median([r['mean_ms'] for r in mine]),
@@ -429,8 +473,8 @@ def summarise(rows: List[dict]) -> Dict[str, dict]:
                 sys_cpu_ms=_median([r['sys_cpu_ms'] for r in mine]),
                 peak_rss_mib=max(r['peak_rss_mib'] for r in mine))
             if 'peak_cuda_mib' in mine[0]:
-                per_loop[loop]['peak_cuda_mib'] = max(
-                    r['peak_cuda_mib'] for r in mine)
+                per_loop[loop]['peak_cuda_mib'] = max(r['peak_cuda_mib']
+                                                      for r in mine)
         ref = per_loop.get('trx_style')
         if ref:
             for loop, res in per_loop.items():
@@ -448,33 +492,47 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('--out', required=True, help='JSON result path')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (CUDA)')
-    parser.add_argument('--backbones', nargs='+', choices=sorted(BACKBONES),
-                        help='default: resnet18 efficientnet-lite0 on CPU, '
-                        'resnet50 resnet18 efficientnet-lite0 on CUDA')
-    parser.add_argument('--loops', nargs='+', choices=LOOPS,
-                        default=list(LOOPS))
-    parser.add_argument('--size', type=int,
-                        help='crop size, px (default: 112 CPU, 224 CUDA)')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed precision (CUDA)')
+    parser.add_argument(
+        '--backbones',
+        nargs='+',
+        choices=sorted(BACKBONES),
+        help='default: resnet18 efficientnet-lite0 on CPU, '
+        'resnet50 resnet18 efficientnet-lite0 on CUDA')
+    parser.add_argument(
+        '--loops', nargs='+', choices=LOOPS, default=list(LOOPS))
+    parser.add_argument(
+        '--size', type=int, help='crop size, px (default: 112 CPU, 224 CUDA)')
     parser.add_argument('--frames', type=int, default=8)
     parser.add_argument('--ways', type=int, default=5)
     parser.add_argument('--shots', type=int, default=1)
-    parser.add_argument('--queries', type=int, default=1,
-                        help='queries per class')
-    parser.add_argument('--tasks-per-batch', type=int, default=16,
-                        help='episodes per optimiser step')
+    parser.add_argument(
+        '--queries', type=int, default=1, help='queries per class')
+    parser.add_argument(
+        '--tasks-per-batch',
+        type=int,
+        default=16,
+        help='episodes per optimiser step')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--episodes', type=int, default=16,
-                        help='timed episodes (a multiple of '
-                        '--tasks-per-batch)')
-    parser.add_argument('--repeats', type=int, default=1,
-                        help='measure every row this many times, '
-                        'interleaved; the summary takes medians')
-    parser.add_argument('--threads', type=int,
-                        help='torch threads (default: torch\'s)')
-    parser.add_argument('--norm-eval', action='store_true',
-                        help='frozen BN statistics (identical semantics)')
+    parser.add_argument(
+        '--episodes',
+        type=int,
+        default=16,
+        help='timed episodes (a multiple of '
+        '--tasks-per-batch)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=1,
+        help='measure every row this many times, '
+        'interleaved; the summary takes medians')
+    parser.add_argument(
+        '--threads', type=int, help='torch threads (default: torch\'s)')
+    parser.add_argument(
+        '--norm-eval',
+        action='store_true',
+        help='frozen BN statistics (identical semantics)')
     parser.add_argument('--cudnn-benchmark', action='store_true')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -487,9 +545,9 @@ def parse_args(argv=None):
     if args.episodes % args.tasks_per_batch:
         parser.error('--episodes must be a multiple of --tasks-per-batch '
                      '(whole accumulation cycles)')
-    args.backbones = args.backbones or (
-        ['resnet50', 'resnet18', 'efficientnet-lite0'] if cuda
-        else ['resnet18', 'efficientnet-lite0'])
+    args.backbones = args.backbones or ([
+        'resnet50', 'resnet18', 'efficientnet-lite0'
+    ] if cuda else ['resnet18', 'efficientnet-lite0'])
     args.size = args.size or (224 if cuda else 112)
     return args
 
@@ -503,11 +561,19 @@ def main(argv=None):
         return result
     args = parse_args(argv)
     setting = dict(
-        device=args.device, amp=args.amp, ways=args.ways, shots=args.shots,
-        queries=args.queries, frames=args.frames, size=args.size,
-        tasks_per_batch=args.tasks_per_batch, warmup=args.warmup,
-        episodes=args.episodes, threads=args.threads,
-        norm_eval=args.norm_eval, cudnn_benchmark=args.cudnn_benchmark)
+        device=args.device,
+        amp=args.amp,
+        ways=args.ways,
+        shots=args.shots,
+        queries=args.queries,
+        frames=args.frames,
+        size=args.size,
+        tasks_per_batch=args.tasks_per_batch,
+        warmup=args.warmup,
+        episodes=args.episodes,
+        threads=args.threads,
+        norm_eval=args.norm_eval,
+        cudnn_benchmark=args.cudnn_benchmark)
     load_start = os.getloadavg()
     start = time.time()
     rows = []
@@ -516,23 +582,30 @@ def main(argv=None):
             for loop in args.loops:
                 row = _run_in_subprocess(
                     dict(setting, backbone=backbone, loop=loop))
-                print(f'{backbone:20s} {loop:24s} median '
-                      f'{row["median_ms"]:9.1f} ms  mean '
-                      f'{row["mean_ms"]:9.1f} ms  peak RSS '
-                      f'{row["peak_rss_mib"]:7.0f} MiB', flush=True)
+                print(
+                    f'{backbone:20s} {loop:24s} median '
+                    f'{row["median_ms"]:9.1f} ms  mean '
+                    f'{row["mean_ms"]:9.1f} ms  peak RSS '
+                    f'{row["peak_rss_mib"]:7.0f} MiB',
+                    flush=True)
                 rows.append(row)
     out = dict(
-        command='python benchmarks/train_speed.py ' + ' '.join(
-            sys.argv[1:] if argv is None else argv),
+        command='python benchmarks/train_speed.py ' +
+        ' '.join(sys.argv[1:] if argv is None else argv),
         date=time.strftime('%Y-%m-%d %H:%M'),
         machine=_machine(args.device),
-        load_average_start=load_start, load_average_end=os.getloadavg(),
+        load_average_start=load_start,
+        load_average_end=os.getloadavg(),
         wall_s=round(time.time() - start, 1),
-        setting=dict(setting, videos_per_episode=args.ways * (
-            args.shots + args.queries), model='AMFIRRecognizer '
+        setting=dict(
+            setting,
+            videos_per_episode=args.ways * (args.shots + args.queries),
+            model='AMFIRRecognizer '
             '(amfir_r50.py: OTAM heads, ASI, AMD, AMI), RGB + 2-channel '
-            'flow, random init', schedule='amfir_sgd.py'),
-        summary=summarise(rows), results=rows)
+            'flow, random init',
+            schedule='amfir_sgd.py'),
+        summary=summarise(rows),
+        results=rows)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(out, f, indent=1)

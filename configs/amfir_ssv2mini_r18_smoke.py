@@ -12,5 +12,5 @@ train_cfg = dict(max_iters=12, val_interval=12)
 val_dataloader = dict(dataset=dict(num_episodes=10))
 test_dataloader = val_dataloader
 optim_wrapper = dict(accumulative_counts=1)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=12, max_keep_ckpts=1))
+default_hooks = dict(
+    logger=dict(interval=1), checkpoint=dict(interval=12, max_keep_ckpts=1))

@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from mmaction.utils import register_all_modules
 
 import amfir_mm  # noqa: F401 - registers the plug-in
-from mmaction.utils import register_all_modules
 
 register_all_modules(init_default_scope=True)
 
@@ -21,8 +21,8 @@ SHARED_DATA = SHARED / 'data'
 def load_script(relative_path: str, name: str):
     """Import a script of the project (``tools/…``, ``benchmarks/…``) as a
     module without running its ``__main__`` block."""
-    spec = importlib.util.spec_from_file_location(
-        name, PROJECT_ROOT / relative_path)
+    spec = importlib.util.spec_from_file_location(name,
+                                                  PROJECT_ROOT / relative_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -37,8 +37,8 @@ def episode_samples(shapes):
     for ways, shots, queries in shapes:
         sample = ActionDataSample().set_gt_label(
             torch.arange(ways).repeat_interleave(queries))
-        sample.set_metainfo(dict(num_ways=ways, num_shots=shots,
-                                 num_queries=queries))
+        sample.set_metainfo(
+            dict(num_ways=ways, num_shots=shots, num_queries=queries))
         samples.append(sample)
     return samples
 
@@ -60,7 +60,11 @@ def shared_data():
     return SHARED_DATA
 
 
-def write_frame_tree(root, classes, videos_per_class, num_frames=4, size=16,
+def write_frame_tree(root,
+                     classes,
+                     videos_per_class,
+                     num_frames=4,
+                     size=16,
                      tmpl='img_{:05d}.jpg'):
     """Write ``root/<class>/<video>/<tmpl>`` frames; a class's frames are
     filled with a class-specific grey level.  Returns the split lines."""

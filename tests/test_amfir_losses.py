@@ -49,15 +49,14 @@ def test_asi_target_by_hand():
 
 
 def test_asi_loss_is_kl_of_target_and_pi():
-    loss = ASILoss(beta=1.0, label_smoothing=0.0, temperature=1.0,
-                   loss_weight=0.5)
+    loss = ASILoss(
+        beta=1.0, label_smoothing=0.0, temperature=1.0, loss_weight=0.5)
     lp = log_probs([P_RGB, P_FLOW], [P_FLOW, P_RGB])
     labels = torch.tensor([0, 1])
     pi = torch.tensor([[0.3, 0.7], [0.6, 0.4]], dtype=torch.float64)
-    energies = np.array([[
-        -math.log(p[y]) - sum(b * math.log(b) for b in p)
-        for p in pair
-    ] for pair, y in (((P_RGB, P_FLOW), 0), ((P_FLOW, P_RGB), 1))])
+    energies = np.array(
+        [[-math.log(p[y]) - sum(b * math.log(b) for b in p) for p in pair]
+         for pair, y in (((P_RGB, P_FLOW), 0), ((P_FLOW, P_RGB), 1))])
     targets = [np_softmax(-g) for g in energies]
     expected = 0.5 * np.mean([np_kl(t, p) for t, p in zip(targets, pi)])
     value = loss(pi.log(), lp, labels)
@@ -71,8 +70,8 @@ def test_asi_gradient_moves_pi_toward_target():
     logits = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
     loss(logits.log_softmax(-1), lp, torch.tensor([0])).backward()
     # d KL(r || softmax(z)) / dz = softmax(z) - r (one query)
-    np.testing.assert_allclose(logits.grad.numpy(),
-                               (0.5 - target).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        logits.grad.numpy(), (0.5 - target).numpy(), rtol=1e-10)
     stepped = (logits - 1.0 * logits.grad).softmax(-1)
     assert (stepped - target).abs().sum() < (0.5 - target).abs().sum()
 
@@ -113,16 +112,14 @@ def test_cross_modal_evidence_by_hand():
     mix = [(a + b) / 2 for a, b in zip(P_RGB, P_FLOW)]
     js = 0.5 * (np_kl(P_RGB, mix) + np_kl(P_FLOW, mix)) / math.log(2)
     ev = cross_modal_evidence(log_probs([P_RGB, P_FLOW]))
-    np.testing.assert_allclose(ev[0].numpy(), [0.7, 0.4, 1.0, js],
-                               rtol=1e-10)
+    np.testing.assert_allclose(ev[0].numpy(), [0.7, 0.4, 1.0, js], rtol=1e-10)
     # disagreeing tops; identical posteriors give JS 0, disjoint ones 1
     p_other = [0.1, 0.6, 0.3]
     ev = cross_modal_evidence(
         log_probs([P_RGB, p_other], [P_RGB, P_RGB],
                   [[1 - 1e-9, 1e-9 / 2, 1e-9 / 2],
                    [1e-9 / 2, 1 - 1e-9, 1e-9 / 2]]))
-    np.testing.assert_allclose(ev[0, :3].numpy(), [0.2, 0.1, 0.0],
-                               rtol=1e-10)
+    np.testing.assert_allclose(ev[0, :3].numpy(), [0.2, 0.1, 0.0], rtol=1e-10)
     assert float(ev[1, 3]) == pytest.approx(0.0, abs=1e-12)
     assert float(ev[2, 3]) == pytest.approx(1.0, abs=1e-6)
 
@@ -140,10 +137,10 @@ def test_amd_by_hand():
     temp = 2.0
     z_rgb, z_flow = [2.0, 0.5, -1.0], [0.3, 0.1, 0.2]
     pi = [0.8, 0.2]
-    p_rgb, p_flow = np_softmax(np.array(z_rgb) / temp), np_softmax(
-        np.array(z_flow) / temp)
-    expected = temp**2 * (pi[0] * np_kl(p_rgb, p_flow) +
-                          pi[1] * np_kl(p_flow, p_rgb))
+    p_rgb, p_flow = np_softmax(np.array(z_rgb) /
+                               temp), np_softmax(np.array(z_flow) / temp)
+    expected = temp**2 * (
+        pi[0] * np_kl(p_rgb, p_flow) + pi[1] * np_kl(p_flow, p_rgb))
     logits = torch.tensor([[z_rgb, z_flow]], dtype=torch.float64)
     weights = torch.tensor([pi], dtype=torch.float64)
     value = AMDLoss(temperature=temp, loss_weight=1.0)(logits, weights)
@@ -164,7 +161,8 @@ def test_fusion_by_hand():
     geo = np.array(P_RGB)**0.25 * np.array(P_FLOW)**0.75
     np.testing.assert_allclose(
         fuse_posteriors(lp, w, 'log_linear').exp()[0].numpy(),
-        geo / geo.sum(), rtol=1e-10)
+        geo / geo.sum(),
+        rtol=1e-10)
     mix = 0.25 * np.array(P_RGB) + 0.75 * np.array(P_FLOW)
     np.testing.assert_allclose(
         fuse_posteriors(lp, w, 'mixture').exp()[0].numpy(), mix, rtol=1e-10)

@@ -13,9 +13,9 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
-from conftest import episode_samples
 from amfir_mm.models.fusion import fuse_posteriors
 from amfir_mm.models.heads import split_episode
+from conftest import episode_samples
 
 register_all_modules()
 
@@ -60,16 +60,17 @@ def batch(num_episodes=1, seed=0, size=SIZE, frames=FRAMES):
     for _ in range(num_episodes):
         sample = ActionDataSample().set_gt_label(
             torch.arange(WAYS).repeat_interleave(QUERIES))
-        sample.set_metainfo(dict(num_ways=WAYS, num_shots=SHOTS,
-                                 num_queries=QUERIES))
+        sample.set_metainfo(
+            dict(num_ways=WAYS, num_shots=SHOTS, num_queries=QUERIES))
         n = VIDEOS * frames
-        items.append(dict(
-            inputs=dict(
-                imgs=torch.randint(0, 256, (n, 3, size, size),
-                                   generator=gen).float(),
-                flow=torch.randint(0, 256, (n, 2, size, size),
-                                   generator=gen).float()),
-            data_samples=sample))
+        items.append(
+            dict(
+                inputs=dict(
+                    imgs=torch.randint(
+                        0, 256, (n, 3, size, size), generator=gen).float(),
+                    flow=torch.randint(
+                        0, 256, (n, 2, size, size), generator=gen).float()),
+                data_samples=sample))
     return pseudo_collate(items)
 
 
@@ -81,17 +82,24 @@ def losses_of(model, data=None, train=True):
 def predict(model, data=None):
     model.eval()
     with torch.no_grad():
-        return model(**model.data_preprocessor(data or batch()),
-                     mode='predict')
+        return model(
+            **model.data_preprocessor(data or batch()), mode='predict')
 
 
-@pytest.mark.parametrize('backbone,episodes', [
-    pytest.param(R18, 2, marks=pytest.mark.slow),
-    (dict(type='ResNetTSM', depth=18, num_segments=FRAMES,
-          pretrained2d=False), 1),
-    pytest.param(dict(type='MobileNetV2', widen_factor=0.25), 1,
-                 marks=pytest.mark.slow),
-], ids=['resnet18', 'resnet18_tsm', 'mobilenet_v2'])
+@pytest.mark.parametrize(
+    'backbone,episodes', [
+        pytest.param(R18, 2, marks=pytest.mark.slow),
+        (dict(
+            type='ResNetTSM',
+            depth=18,
+            num_segments=FRAMES,
+            pretrained2d=False), 1),
+        pytest.param(
+            dict(type='MobileNetV2', widen_factor=0.25),
+            1,
+            marks=pytest.mark.slow),
+    ],
+    ids=['resnet18', 'resnet18_tsm', 'mobilenet_v2'])
 def test_train_step_reaches_both_backbones(backbone, episodes):
     model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
     losses = losses_of(model, batch(num_episodes=episodes))
@@ -228,9 +236,10 @@ def test_single_modality_ablations():
     assert set(rgb_losses) == {'loss_rgb', 'acc_rgb'}
     torch.testing.assert_close(rgb_losses['loss_rgb'], full_losses['loss_rgb'])
     flow = build(modalities=('flow', ))
-    flow.load_state_dict(
-        {k: v for k, v in full.state_dict().items()
-         if k.startswith('branches.flow.')})
+    flow.load_state_dict({
+        k: v
+        for k, v in full.state_dict().items() if k.startswith('branches.flow.')
+    })
     flow_losses = losses_of(flow)
     assert set(flow_losses) == {'loss_flow', 'acc_flow'}
     torch.testing.assert_close(flow_losses['loss_flow'],
@@ -242,8 +251,8 @@ def test_single_modality_ablations():
     # a single-modality model also takes a plain tensor: the same losses
     rgb.train()  # predict() left it in eval mode
     data = rgb.data_preprocessor(batch(), True)
-    tensor_losses = rgb(data['inputs']['imgs'], data['data_samples'],
-                        mode='loss')
+    tensor_losses = rgb(
+        data['inputs']['imgs'], data['data_samples'], mode='loss')
     assert set(tensor_losses) == {'loss_rgb', 'acc_rgb'}
     for key, value in rgb_losses.items():
         torch.testing.assert_close(tensor_losses[key], value)
@@ -255,9 +264,10 @@ def test_average_fusion_is_plain_late_fusion():
     avg = build(reliability='uniform', loss_amd=None, fusion='mixture')
     assert avg.asi is None and avg.loss_amd is None
     losses = losses_of(avg)
-    assert set(losses) == {'loss_rgb', 'loss_flow', 'loss_fused', 'acc_rgb',
-                           'acc_flow', 'acc_fused', 'reliability_rgb',
-                           'reliability_flow'}
+    assert set(losses) == {
+        'loss_rgb', 'loss_flow', 'loss_fused', 'acc_rgb', 'acc_flow',
+        'acc_fused', 'reliability_rgb', 'reliability_flow'
+    }
     full_losses = losses_of(full)
     for key in ('loss_rgb', 'loss_flow'):
         torch.testing.assert_close(losses[key], full_losses[key])
@@ -271,15 +281,17 @@ def torchvision_resnet_keys(state):
     """MMAction2 ResNet state dict -> torchvision key layout."""
     out = {}
     for key, value in state.items():
-        key = key.replace('downsample.conv', 'downsample.0').replace(
-            'downsample.bn', 'downsample.1')
+        key = key.replace('downsample.conv',
+                          'downsample.0').replace('downsample.bn',
+                                                  'downsample.1')
         if key.startswith('conv1.'):
-            key = key.replace('conv1.conv.', 'conv1.').replace(
-                'conv1.bn.', 'bn1.')
+            key = key.replace('conv1.conv.',
+                              'conv1.').replace('conv1.bn.', 'bn1.')
         else:
             for i in (1, 2, 3):
-                key = key.replace(f'conv{i}.conv.', f'conv{i}.').replace(
-                    f'conv{i}.bn.', f'bn{i}.')
+                key = key.replace(f'conv{i}.conv.',
+                                  f'conv{i}.').replace(f'conv{i}.bn.',
+                                                       f'bn{i}.')
         out[key] = value
     return out
 
@@ -307,31 +319,36 @@ def resnet18_torchvision_file(tmp_path_factory):
     return path, state['conv1.conv.weight']
 
 
-@pytest.mark.parametrize('backbone', [
-    dict(type='ResNet', depth=18),
-    dict(type='ResNetTSM', depth=18, num_segments=FRAMES),
-], ids=['resnet', 'resnet_tsm'])
+@pytest.mark.parametrize(
+    'backbone', [
+        dict(type='ResNet', depth=18),
+        dict(type='ResNetTSM', depth=18, num_segments=FRAMES),
+    ],
+    ids=['resnet', 'resnet_tsm'])
 def test_cross_modality_init_resnets(resnet18_torchvision_file, backbone):
     path, conv1 = resnet18_torchvision_file
     backbone = dict(backbone, pretrained=str(path))
     model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
     check_cross_modality(model, conv1)
     # also when the config already asks for 2 input channels
-    model = build(rgb=dict(backbone=backbone),
-                  flow=dict(backbone=dict(backbone, in_channels=2)))
+    model = build(
+        rgb=dict(backbone=backbone),
+        flow=dict(backbone=dict(backbone, in_channels=2)))
     check_cross_modality(model, conv1)
 
 
 def test_cross_modality_init_mobilenet(tmp_path):
     torch.manual_seed(2)
-    state = MODELS.build(dict(type='MobileNetV2', widen_factor=0.25)
-                         ).state_dict()
+    state = MODELS.build(dict(type='MobileNetV2',
+                              widen_factor=0.25)).state_dict()
     torch.save(state, tmp_path / 'mbv2.pth')
-    backbone = dict(type='MobileNetV2', widen_factor=0.25,
-                    pretrained=str(tmp_path / 'mbv2.pth'))
+    backbone = dict(
+        type='MobileNetV2',
+        widen_factor=0.25,
+        pretrained=str(tmp_path / 'mbv2.pth'))
     model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
-    check_cross_modality(model, state['conv1.conv.weight'],
-                         layer_name='layer1.0.conv.0.conv')
+    check_cross_modality(
+        model, state['conv1.conv.weight'], layer_name='layer1.0.conv.0.conv')
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -340,10 +357,8 @@ def test_checkpoint_round_trip(tmp_path):
     fresh = build(seed=5, init=False)  # as tools/test.py: no init_weights
     fresh.load_state_dict(torch.load(tmp_path / 'amfir.pth'))
     flow_conv = fresh.branches['flow'].backbone.conv1.conv
-    torch.testing.assert_close(flow_conv.weight,
-                               model.branches['flow'].backbone.conv1.conv
-                               .weight)
-
+    torch.testing.assert_close(
+        flow_conv.weight, model.branches['flow'].backbone.conv1.conv.weight)
 
 
 def stem_kernel(model, m):
@@ -351,11 +366,14 @@ def stem_kernel(model, m):
         model.branches[m].backbone).weight.detach()
 
 
-@pytest.mark.parametrize('backbone', [
-    R18,  # init_weights re-initialises the stem (kaiming)
-    dict(type='MobileNetV2', widen_factor=0.25),
-    dict(type='EfficientNetLite', pretrained=None),  # init_weights: no-op
-], ids=['resnet18', 'mobilenet_v2', 'efficientnet_lite0'])
+@pytest.mark.parametrize(
+    'backbone',
+    [
+        R18,  # init_weights re-initialises the stem (kaiming)
+        dict(type='MobileNetV2', widen_factor=0.25),
+        dict(type='EfficientNetLite', pretrained=None),  # init_weights: no-op
+    ],
+    ids=['resnet18', 'mobilenet_v2', 'efficientnet_lite0'])
 def test_from_scratch_flow_stem_has_own_x_and_y_kernels(backbone):
     model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
     flow = stem_kernel(model, 'flow')
@@ -374,9 +392,10 @@ def test_pretrained_flow_stem_is_the_imagenet_average():
     from amfir_mm.models.backbones import imagenet_weights_path
     backbone = dict(type='EfficientNetLite', pretrained='imagenet')
     model = build(rgb=dict(backbone=backbone), flow=dict(backbone=backbone))
-    imagenet = torch.load(imagenet_weights_path('efficientnet-lite0'),
-                          map_location='cpu',
-                          weights_only=True)['_conv_stem.weight']
+    imagenet = torch.load(
+        imagenet_weights_path('efficientnet-lite0'),
+        map_location='cpu',
+        weights_only=True)['_conv_stem.weight']
     torch.testing.assert_close(stem_kernel(model, 'rgb'), imagenet)
     torch.testing.assert_close(
         stem_kernel(model, 'flow'),
@@ -389,8 +408,9 @@ def test_max_testing_views_chunks_the_backbone_in_test_mode(views, calls):
     """1 episode of 10 videos x 2 frames = 20 frames ("views") per
     modality: in test mode the backbone sees chunks of at most ``views``
     frames, in training all 20 at once; the features are the same."""
-    model = build(rgb=dict(test_cfg=dict(max_testing_views=views)),
-                  flow=dict(test_cfg=dict(max_testing_views=views)))
+    model = build(
+        rgb=dict(test_cfg=dict(max_testing_views=views)),
+        flow=dict(test_cfg=dict(max_testing_views=views)))
     seen = {m: [] for m in model.modalities}
     for m in model.modalities:
         model.branches[m].backbone.register_forward_pre_hook(
@@ -404,18 +424,22 @@ def test_max_testing_views_chunks_the_backbone_in_test_mode(views, calls):
         seen[m].clear()
     with torch.no_grad():
         whole = model.extract_feat(data['inputs'])  # not test mode
-    assert seen == {m: [(VIDEOS * FRAMES, c, SIZE, SIZE)]
-                    for m, c in (('rgb', 3), ('flow', 2))}
+    assert seen == {
+        m: [(VIDEOS * FRAMES, c, SIZE, SIZE)]
+        for m, c in (('rgb', 3), ('flow', 2))
+    }
     for m in model.modalities:
         assert chunked[m].shape == (1, VIDEOS * FRAMES, 512)
         torch.testing.assert_close(chunked[m], whole[m])
 
 
 def test_max_testing_views_keeps_tsm_videos_whole():
-    tsm = dict(type='ResNetTSM', depth=18, num_segments=FRAMES,
-               pretrained2d=False)
-    model = build(modalities=('rgb', ), reliability='uniform',
-                  rgb=dict(backbone=tsm, test_cfg=dict(max_testing_views=3)))
+    tsm = dict(
+        type='ResNetTSM', depth=18, num_segments=FRAMES, pretrained2d=False)
+    model = build(
+        modalities=('rgb', ),
+        reliability='uniform',
+        rgb=dict(backbone=tsm, test_cfg=dict(max_testing_views=3)))
     model.eval()
     data = model.data_preprocessor(batch(), False)
     with pytest.raises(ValueError, match='multiple of the backbone'):
@@ -430,8 +454,9 @@ def reference_prediction(model, feats, meta):
     logits, pooled = [], []
     for m in model.modalities:
         support, query = split_episode(feats[m], meta)  # (V, T, C)
-        logits.append(model.branches[m].cls_head(
-            support, query, meta['num_ways'], meta['num_shots']))
+        logits.append(model.branches[m].cls_head(support, query,
+                                                 meta['num_ways'],
+                                                 meta['num_shots']))
         pooled.append(query.mean(1))
     log_probs = F.log_softmax(torch.stack(logits, 1), -1)  # (M, S, N)
     num = len(model.modalities)
@@ -441,8 +466,9 @@ def reference_prediction(model, feats, meta):
     else:
         pi = torch.full(log_probs.shape[:2], 1 / num)
     weights = pi if model.adaptive_inference else torch.full_like(pi, 0.5)
-    scores = (fuse_posteriors(log_probs, weights, model.fusion).exp()
-              if num > 1 else log_probs[:, 0].exp())
+    scores = (
+        fuse_posteriors(log_probs, weights, model.fusion).exp()
+        if num > 1 else log_probs[:, 0].exp())
     out = dict(pred_score=scores, reliability=torch.zeros(len(pi), 2))
     for s, m in enumerate(model.modalities):
         out[f'{m}_score'] = log_probs[:, s].exp()
@@ -450,24 +476,35 @@ def reference_prediction(model, feats, meta):
     return out
 
 
-@pytest.mark.parametrize('overrides', [
-    dict(),
-    dict(asi=dict(feature_channels=(16, 16))),
-    dict(fusion='mixture', adaptive_inference=False),
-    dict(rgb=dict(cls_head=dict(type='TRXHead', in_channels=16,
-                                out_channels=8, cardinalities=(2, ))),
-         flow=dict(cls_head=dict(type='PrototypeHead'))),
-    dict(modalities=('flow', )),
-], ids=['otam_asi', 'asi_features', 'mixture_no_ami', 'trx_prototype',
-        'flow_only'])
+@pytest.mark.parametrize(
+    'overrides', [
+        dict(),
+        dict(asi=dict(feature_channels=(16, 16))),
+        dict(fusion='mixture', adaptive_inference=False),
+        dict(
+            rgb=dict(
+                cls_head=dict(
+                    type='TRXHead',
+                    in_channels=16,
+                    out_channels=8,
+                    cardinalities=(2, ))),
+            flow=dict(cls_head=dict(type='PrototypeHead'))),
+        dict(modalities=('flow', )),
+    ],
+    ids=[
+        'otam_asi', 'asi_features', 'mixture_no_ami', 'trx_prototype',
+        'flow_only'
+    ])
 def test_batched_predictions_equal_per_episode(overrides):
     model = build(init=False, **overrides).eval()
     if model.asi is not None:  # pi differs per query
         torch.nn.init.normal_(model.asi.mlp[-1].weight)
     episodes = 5
     gen = torch.Generator().manual_seed(1)
-    feats = {m: torch.randn(episodes, VIDEOS * FRAMES, 16, generator=gen)
-             for m in model.modalities}
+    feats = {
+        m: torch.randn(episodes, VIDEOS * FRAMES, 16, generator=gen)
+        for m in model.modalities
+    }
     shape = (WAYS, SHOTS, QUERIES)
     with torch.no_grad():
         samples = model.predict_episodes(feats,
@@ -475,18 +512,19 @@ def test_batched_predictions_equal_per_episode(overrides):
         outputs = model.episode_outputs(feats,
                                         episode_samples([shape] * episodes))
         for e, sample in enumerate(samples):
-            ref = reference_prediction(
-                model, {m: f[e] for m, f in feats.items()},
-                samples[e].metainfo)
+            ref = reference_prediction(model, {
+                m: f[e]
+                for m, f in feats.items()
+            }, samples[e].metainfo)
             assert set(ref) <= set(sample.keys())
             for key, value in ref.items():
                 torch.testing.assert_close(sample.get(key), value)
             assert torch.equal(sample.pred_label, ref['pred_score'].argmax(1))
             assert torch.equal(sample.selected_modality,
                                ref['reliability'].argmax(1))
-            torch.testing.assert_close(outputs[e]['log_probs'].exp(),
-                                       torch.stack([ref[f'{m}_score'] for m
-                                                    in model.modalities], 1))
+            torch.testing.assert_close(
+                outputs[e]['log_probs'].exp(),
+                torch.stack([ref[f'{m}_score'] for m in model.modalities], 1))
             # a tensor of its own, not a view that would pickle the batch
             score = sample.pred_score
             assert score.untyped_storage().nbytes() == \
@@ -501,15 +539,19 @@ def test_mixed_shape_episodes_equal_reference():
     torch.nn.init.normal_(model.asi.mlp[-1].weight)
     shapes = [(5, 1, 1), (2, 2, 3), (5, 1, 1)]  # 10 videos each
     gen = torch.Generator().manual_seed(2)
-    feats = {m: torch.randn(3, 10 * FRAMES, 16, generator=gen)
-             for m in model.modalities}
+    feats = {
+        m: torch.randn(3, 10 * FRAMES, 16, generator=gen)
+        for m in model.modalities
+    }
     with torch.no_grad():
         samples = model.predict_episodes(feats, episode_samples(shapes))
         for e, sample in enumerate(samples):
             ref = reference_prediction(
-                model, {m: f[e] for m, f in feats.items()},
-                dict(zip(('num_ways', 'num_shots', 'num_queries'),
-                         shapes[e])))
+                model, {
+                    m: f[e]
+                    for m, f in feats.items()
+                },
+                dict(zip(('num_ways', 'num_shots', 'num_queries'), shapes[e])))
             assert sample.pred_score.shape == (shapes[e][0] * shapes[e][2],
                                                shapes[e][0])
             for key, value in ref.items():

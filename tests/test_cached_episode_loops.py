@@ -17,21 +17,24 @@ MODEL = dict(
     type='FewShotRecognizer',
     backbone=dict(type='ResNet', depth=18, pretrained=None, norm_eval=False),
     cls_head=dict(type='PrototypeHead', metric='cosine', temperature=0.1),
-    data_preprocessor=dict(type='ActionDataPreprocessor',
-                           mean=[127.5] * 3, std=[64.] * 3,
-                           format_shape='NCHW'))
-
+    data_preprocessor=dict(
+        type='ActionDataPreprocessor',
+        mean=[127.5] * 3,
+        std=[64.] * 3,
+        format_shape='NCHW'))
 
 R18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
-AMFIR = dict(type='AMFIRRecognizer',
-             rgb=dict(backbone=R18, cls_head=dict(type='PrototypeHead')),
-             flow=dict(backbone=R18, cls_head=dict(type='PrototypeHead')))
+AMFIR = dict(
+    type='AMFIRRecognizer',
+    rgb=dict(backbone=R18, cls_head=dict(type='PrototypeHead')),
+    flow=dict(backbone=R18, cls_head=dict(type='PrototypeHead')))
 # OTAM heads (their pair-table cache) and an ASI net reading the pooled
 # query features and the cross-modal evidence
-AMFIR_OTAM = dict(type='AMFIRRecognizer',
-                  rgb=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
-                  flow=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
-                  asi=dict(feature_channels=(512, 512), cross_modal=True))
+AMFIR_OTAM = dict(
+    type='AMFIRRecognizer',
+    rgb=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
+    flow=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
+    asi=dict(feature_channels=(512, 512), cross_modal=True))
 # RGB frames plus DIS flow computed on the fly at the same indices
 PAIRED_PIPELINE = [
     dict(type='SampleFrames', clip_len=1, num_clips=3, test_mode=True),
@@ -48,24 +51,39 @@ PAIRED_PIPELINE = [
 def episodic(tree, pipeline=PIPELINE):
     return dict(
         type='EpisodicDataset',
-        dataset=dict(type='FewShotRawframeDataset', ann_file=tree['split'],
-                     data_prefix=dict(img=tree['root']), pipeline=pipeline,
-                     test_mode=True),
-        num_ways=3, num_shots=2, num_queries=2, num_episodes=12, seed=5)
+        dataset=dict(
+            type='FewShotRawframeDataset',
+            ann_file=tree['split'],
+            data_prefix=dict(img=tree['root']),
+            pipeline=pipeline,
+            test_mode=True),
+        num_ways=3,
+        num_shots=2,
+        num_queries=2,
+        num_episodes=12,
+        seed=5)
 
 
-def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE,
+def run_test(tree,
+             work_dir,
+             loop,
+             dump,
+             model=MODEL,
+             pipeline=PIPELINE,
              **loop_args):
     runner = Runner(
         model=model,
         work_dir=str(work_dir),
-        test_dataloader=dict(dataset=episodic(tree, pipeline), batch_size=1,
-                             num_workers=0,
-                             sampler=dict(type='DefaultSampler',
-                                          shuffle=False),
-                             collate_fn=dict(type='pseudo_collate')),
-        test_evaluator=[dict(type='FewShotAccuracy'),
-                        dict(type='DumpResults', out_file_path=str(dump))],
+        test_dataloader=dict(
+            dataset=episodic(tree, pipeline),
+            batch_size=1,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='pseudo_collate')),
+        test_evaluator=[
+            dict(type='FewShotAccuracy'),
+            dict(type='DumpResults', out_file_path=str(dump))
+        ],
         test_cfg=dict(type=loop, **loop_args),
         randomness=dict(seed=0),
         default_scope='mmaction',
@@ -76,18 +94,24 @@ def run_test(tree, work_dir, loop, dump, model=MODEL, pipeline=PIPELINE,
     return runner, state
 
 
-@pytest.mark.parametrize('model,pipeline', [
-    (MODEL, PIPELINE),
-    pytest.param(AMFIR, PAIRED_PIPELINE, marks=pytest.mark.slow),
-    pytest.param(AMFIR_OTAM, PAIRED_PIPELINE, marks=pytest.mark.slow)
-], ids=['rgb_prototype', 'amfir', 'amfir_otam_asi_features'])
+@pytest.mark.parametrize(
+    'model,pipeline',
+    [(MODEL, PIPELINE),
+     pytest.param(AMFIR, PAIRED_PIPELINE, marks=pytest.mark.slow),
+     pytest.param(AMFIR_OTAM, PAIRED_PIPELINE, marks=pytest.mark.slow)],
+    ids=['rgb_prototype', 'amfir', 'amfir_otam_asi_features'])
 def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
                                              pipeline):
     slow_runner, state = run_test(frame_tree, tmp_path / 'slow', 'TestLoop',
                                   tmp_path / 'slow.pkl', model, pipeline)
-    fast_runner, _ = run_test(frame_tree, tmp_path / 'fast',
-                              'CachedEpisodeTestLoop', tmp_path / 'fast.pkl',
-                              model, pipeline, episode_batch_size=5)
+    fast_runner, _ = run_test(
+        frame_tree,
+        tmp_path / 'fast',
+        'CachedEpisodeTestLoop',
+        tmp_path / 'fast.pkl',
+        model,
+        pipeline,
+        episode_batch_size=5)
     if model is AMFIR_OTAM:  # a trained-like ASI: pi differs per query
         with torch.no_grad():
             torch.nn.init.normal_(slow_runner.model.asi.mlp[-1].weight)
@@ -136,8 +160,12 @@ def count_embed_calls(model):
 @pytest.mark.slow
 def test_embeddings_file_keyed_on_weights_and_pipeline(frame_tree, tmp_path):
     emb = tmp_path / 'emb.pth'
-    runner, _ = run_test(frame_tree, tmp_path / 'a', 'CachedEpisodeTestLoop',
-                         tmp_path / 'a.pkl', embeddings_file=str(emb))
+    runner, _ = run_test(
+        frame_tree,
+        tmp_path / 'a',
+        'CachedEpisodeTestLoop',
+        tmp_path / 'a.pkl',
+        embeddings_file=str(emb))
     calls, log = count_embed_calls(runner.model), LogRecorder(runner.logger)
     first = runner.test()
     saved = torch.load(emb, weights_only=True)
@@ -167,9 +195,13 @@ def test_embeddings_file_keyed_on_weights_and_pipeline(frame_tree, tmp_path):
     pipeline = PIPELINE[:2] + [
         dict(type='Resize', scale=(24, 24), keep_ratio=False)
     ] + PIPELINE[2:]
-    other, _ = run_test(frame_tree, tmp_path / 'b', 'CachedEpisodeTestLoop',
-                        tmp_path / 'b.pkl', pipeline=pipeline,
-                        embeddings_file=str(emb))
+    other, _ = run_test(
+        frame_tree,
+        tmp_path / 'b',
+        'CachedEpisodeTestLoop',
+        tmp_path / 'b.pkl',
+        pipeline=pipeline,
+        embeddings_file=str(emb))
     other.model.load_state_dict(runner.model.state_dict())
     other_calls, other_log = (count_embed_calls(other.model),
                               LogRecorder(other.logger))
@@ -190,11 +222,16 @@ def test_embeddings_file_not_ours_is_refused(frame_tree, tmp_path, content):
     else:
         emb.write_text('my notes\n')
     before = emb.read_bytes()
-    runner, _ = run_test(frame_tree, tmp_path / 'a', 'CachedEpisodeTestLoop',
-                         tmp_path / 'a.pkl', embeddings_file=str(emb))
-    with pytest.raises(RefuseOverwriteError,
-                       match=r'model\.pth exists but was not written by '
-                       'CachedEpisodeTestLoop'):
+    runner, _ = run_test(
+        frame_tree,
+        tmp_path / 'a',
+        'CachedEpisodeTestLoop',
+        tmp_path / 'a.pkl',
+        embeddings_file=str(emb))
+    with pytest.raises(
+            RefuseOverwriteError,
+            match=r'model\.pth exists but was not written by '
+            'CachedEpisodeTestLoop'):
         runner.test()
     assert emb.read_bytes() == before
 
@@ -202,8 +239,7 @@ def test_embeddings_file_not_ours_is_refused(frame_tree, tmp_path, content):
 def test_weights_hash_sees_every_tensor():
     """Equal for equal values; any one element of a parameter, a buffer or
     a non-persistent buffer (not in ``state_dict``) changes it."""
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2),
-                                torch.nn.BatchNorm1d(2))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     model.register_buffer('mean', torch.zeros(3), persistent=False)
     base = weights_hash(model)
     clone = copy.deepcopy(model)
@@ -222,7 +258,10 @@ class IterRecorder(Hook):
     def __init__(self):
         self.iters = []
 
-    def after_test_iter(self, runner, batch_idx, data_batch=None,
+    def after_test_iter(self,
+                        runner,
+                        batch_idx,
+                        data_batch=None,
                         outputs=None):
         assert len(outputs) == len(data_batch['data_samples'])
         self.iters.append((batch_idx, len(outputs)))
@@ -235,8 +274,12 @@ def test_chunk_size_does_not_change_predictions(frame_tree, tmp_path):
     runs, state = {}, None
     for size in (1, 5):
         runner, _ = run_test(
-            frame_tree, tmp_path / str(size), 'CachedEpisodeTestLoop',
-            tmp_path / f'{size}.pkl', AMFIR, PAIRED_PIPELINE,
+            frame_tree,
+            tmp_path / str(size),
+            'CachedEpisodeTestLoop',
+            tmp_path / f'{size}.pkl',
+            AMFIR,
+            PAIRED_PIPELINE,
             episode_batch_size=size)
         if state is None:
             with torch.no_grad():  # so that pi differs per query

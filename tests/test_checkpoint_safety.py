@@ -52,8 +52,9 @@ class _Line(BaseModel):
         if mode == 'loss':
             return dict(loss=((out - target)**2).mean())
         if mode == 'predict':
-            return [dict(err=float((o - t).abs())) for o, t in
-                    zip(out, target)]
+            return [
+                dict(err=float((o - t).abs())) for o, t in zip(out, target)
+            ]
         return out
 
 
@@ -82,7 +83,10 @@ class _InterruptAfter(Hook):
     def __init__(self, after):
         self.after = after
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         if runner.iter + 1 == self.after:
             raise _Interrupted
@@ -91,33 +95,43 @@ class _InterruptAfter(Hook):
 def _runner(work_dir, resume=False, load_from=None, interrupt_after=None):
     max_iters = 4
     hooks = [] if interrupt_after is None else [
-        dict(type=_InterruptAfter, after=interrupt_after)]
+        dict(type=_InterruptAfter, after=interrupt_after)
+    ]
     return Runner(
         model=_Line(),
         work_dir=str(work_dir),
         train_dataloader=dict(
             dataset=_Points(),
             sampler=dict(type='InfiniteSampler', shuffle=False),
-            batch_size=4, num_workers=0),
+            batch_size=4,
+            num_workers=0),
         val_dataloader=dict(
-            dataset=_Points(), sampler=dict(type='DefaultSampler',
-                                            shuffle=False),
-            batch_size=8, num_workers=0),
+            dataset=_Points(),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=8,
+            num_workers=0),
         val_evaluator=dict(type=_NumpyMetric),
         val_cfg=dict(),
-        optim_wrapper=dict(
-            optimizer=dict(type='SGD', lr=0.2, momentum=0.9)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.2, momentum=0.9)),
         param_scheduler=[
-            dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0,
-                 end=2),
-            dict(type='MultiStepLR', milestones=[3], gamma=0.1,
-                 by_epoch=False)
+            dict(
+                type='LinearLR',
+                start_factor=0.5,
+                by_epoch=False,
+                begin=0,
+                end=2),
+            dict(
+                type='MultiStepLR', milestones=[3], gamma=0.1, by_epoch=False)
         ],
         train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1),
         default_hooks=dict(
             logger=dict(type='LoggerHook', interval=1),
-            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False,
-                            save_best='mae', rule='less')),
+            checkpoint=dict(
+                type='CheckpointHook',
+                interval=2,
+                by_epoch=False,
+                save_best='mae',
+                rule='less')),
         custom_hooks=hooks,
         resume=resume,
         load_from=load_from,
@@ -146,8 +160,10 @@ def test_resume_continues_exactly_like_uninterrupted_training(tmp_path):
     ckpt = tmp_path / 'resumed' / 'iter_2.pth'
     # what torch's default loader refuses is exactly the allow-listed kind
     unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(ckpt))
-    assert {'mmengine.logging.history_buffer.HistoryBuffer',
-            'builtins.getattr', 'numpy.ndarray'} <= unsafe
+    assert {
+        'mmengine.logging.history_buffer.HistoryBuffer', 'builtins.getattr',
+        'numpy.ndarray'
+    } <= unsafe
     with pytest.raises(pickle.UnpicklingError, match='Unsupported global'):
         torch.load(ckpt)
 
@@ -162,12 +178,13 @@ def test_resume_continues_exactly_like_uninterrupted_training(tmp_path):
     # the log history of iters 1-2 came back with the HistoryBuffers
     loss = second.message_hub.get_scalar('train/loss').data[0]
     np.testing.assert_allclose(
-        loss, straight.message_hub.get_scalar('train/loss').data[0])
+        loss,
+        straight.message_hub.get_scalar('train/loss').data[0])
     assert len(loss) == 4
     # numpy objects of the message hub (from the iter-1 validation) load
     # back with their types and values
-    info = CheckpointLoader.load_checkpoint(str(ckpt))['message_hub'][
-        'runtime_info']
+    info = CheckpointLoader.load_checkpoint(
+        str(ckpt))['message_hub']['runtime_info']
     assert type(info['best_score']) is np.float32
     assert info['best_score'] == first.message_hub.get_info('best_score')
     assert info['val/errs'].dtype == np.float32
@@ -235,10 +252,11 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path, payload, refusal):
     path = tmp_path / 'evil.pth'
     # a checkpoint like MMEngine's, plus the payload
     torch.save(
-        dict(meta=dict(iter=2), state_dict=_Line().state_dict(),
-             message_hub=dict(log_scalars=dict(loss=HistoryBuffer([1.0],
-                                                                  [1]))),
-             extra=payload(marker)), path)
+        dict(
+            meta=dict(iter=2),
+            state_dict=_Line().state_dict(),
+            message_hub=dict(log_scalars=dict(loss=HistoryBuffer([1.0], [1]))),
+            extra=payload(marker)), path)
     for load in (lambda: CheckpointLoader.load_checkpoint(str(path)),
                  lambda: load_checkpoint(_Line(), str(path))):
         with pytest.raises(pickle.UnpicklingError) as info:

@@ -42,8 +42,8 @@ def _versions(monkeypatch, **overrides):
 
 def test_applied_lists_the_fixes_this_stack_needs():
     active = compat.applied()
-    assert {'mmaction_drn_stub', 'mmengine_checkpoint_allowlist'} <= set(
-        active)
+    assert {'mmaction_drn_stub',
+            'mmengine_checkpoint_allowlist'} <= set(active)
     if not torch.cuda.is_available():
         assert 'mmengine_cpu_pytorch_launcher' in active
     # transformers is not part of the pinned stack: VindLU is left alone
@@ -65,8 +65,8 @@ def test_apply_all_is_idempotent():
     compat.apply_all()
     compat.apply_all()
     after = (sys.modules[compat._DRN_MODULE], CheckpointLoader._schemes[''],
-             dist_utils._init_dist_pytorch,
-             MMDistributedDataParallel.__init__, compat.applied())
+             dist_utils._init_dist_pytorch, MMDistributedDataParallel.__init__,
+             compat.applied())
     for old, new in zip(before, after):
         assert new is old or new == old
     assert after[1] is compat.load_from_local_safely
@@ -87,25 +87,26 @@ def test_mmaction_models_import_and_drn_stub_explains():
 def _fake_mmaction(root: Path, imports_drn: bool, has_drn: bool):
     localizers = root / 'mmaction' / 'models' / 'localizers'
     localizers.mkdir(parents=True)
-    (localizers / '__init__.py').write_text(
-        'from .bmn import BMN\n' +
-        ('from .drn.drn import DRN\n' if imports_drn else ''))
+    (localizers / '__init__.py'
+     ).write_text('from .bmn import BMN\n' +
+                  ('from .drn.drn import DRN\n' if imports_drn else ''))
     if has_drn:
         (localizers / 'drn').mkdir()
     return types.SimpleNamespace(
         submodule_search_locations=[str(root / 'mmaction')])
 
 
-@pytest.mark.parametrize('imports_drn,has_drn,needed', [
-    (True, False, True),  # the 1.2.0 wheel
-    (True, True, False),  # a source install
-    (False, False, False),  # a release that dropped DRN
-])
+@pytest.mark.parametrize(
+    'imports_drn,has_drn,needed',
+    [
+        (True, False, True),  # the 1.2.0 wheel
+        (True, True, False),  # a source install
+        (False, False, False),  # a release that dropped DRN
+    ])
 def test_drn_stub_guard(tmp_path, monkeypatch, fresh_compat, imports_drn,
                         has_drn, needed):
     spec = _fake_mmaction(tmp_path, imports_drn, has_drn)
-    monkeypatch.setattr(compat.importlib.util, 'find_spec',
-                        lambda name: spec)
+    monkeypatch.setattr(compat.importlib.util, 'find_spec', lambda name: spec)
     monkeypatch.delitem(sys.modules, compat._DRN_MODULE)
     monkeypatch.delitem(sys.modules, compat._DRN_MODULE + '.drn')
     assert compat._mmaction_lacks_drn() is needed
@@ -117,14 +118,16 @@ def test_drn_stub_guard(tmp_path, monkeypatch, fresh_compat, imports_drn,
 # ------------------------------------------------- checkpoint allow-list
 
 
-@pytest.mark.parametrize('versions,applies', [
-    (dict(), True),  # the pinned stack
-    (dict(torch='2.6.0'), True),
-    (dict(torch='2.6.0a0+git1234'), True),  # a 2.6 nightly: same default
-    (dict(torch='2.5.1'), False),  # weights_only=False by default
-    (dict(mmengine='0.11.0'), False),
-    (dict(torch=None), False),
-])
+@pytest.mark.parametrize(
+    'versions,applies',
+    [
+        (dict(), True),  # the pinned stack
+        (dict(torch='2.6.0'), True),
+        (dict(torch='2.6.0a0+git1234'), True),  # a 2.6 nightly: same default
+        (dict(torch='2.5.1'), False),  # weights_only=False by default
+        (dict(mmengine='0.11.0'), False),
+        (dict(torch=None), False),
+    ])
 def test_checkpoint_allowlist_guard(monkeypatch, fresh_compat, versions,
                                     applies):
     from mmengine.runner.checkpoint import load_from_local
@@ -139,8 +142,10 @@ def test_checkpoint_allowlist_guard(monkeypatch, fresh_compat, versions,
 def test_checkpoint_globals_are_exactly_the_listed_kinds():
     from mmengine.logging import HistoryBuffer
     entries = compat.mmengine_checkpoint_globals()
-    named = {name: obj for obj, name in
-             (e for e in entries if isinstance(e, tuple))}
+    named = {
+        name: obj
+        for obj, name in (e for e in entries if isinstance(e, tuple))
+    }
     assert named['mmengine.logging.history_buffer.HistoryBuffer'] is \
         HistoryBuffer
     # getattr only in its narrowed form, never the builtin
@@ -216,9 +221,9 @@ def __getattr__(name):
 '''
 
 _TRANSFORMERS_MODULES = ('activations', 'configuration_utils', 'file_utils',
-                         'modeling_outputs', 'modeling_utils',
-                         'pytorch_utils', 'models', 'models.beit',
-                         'models.beit.modeling_beit', 'logging')
+                         'modeling_outputs', 'modeling_utils', 'pytorch_utils',
+                         'models', 'models.beit', 'models.beit.modeling_beit',
+                         'logging')
 # what transformers 5.x no longer has in modeling_utils (checked on 5.0.0
 # and 5.23.0)
 _GONE_IN_5 = ('apply_chunking_to_forward', 'find_pruneable_heads_and_indices',
@@ -237,14 +242,15 @@ def _stand_in(root: Path, name: str, version: str, modules=(), missing=None):
             _STAND_IN.format(missing=sorted(missing.get(module, ()))))
     info = root / f'{name}-{version}.dist-info'
     info.mkdir()
-    (info / 'METADATA').write_text(
-        f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
+    (info / 'METADATA'
+     ).write_text(f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
 
 
 def _site(tmp_path, transformers, timm):
     """A folder for PYTHONPATH with stand-in transformers / timm."""
-    missing = {'transformers.modeling_utils': _GONE_IN_5
-               } if transformers.startswith('5') else {}
+    missing = {
+        'transformers.modeling_utils': _GONE_IN_5
+    } if transformers.startswith('5') else {}
     _stand_in(tmp_path, 'transformers', transformers, _TRANSFORMERS_MODULES,
               missing)
     if timm:
@@ -253,10 +259,12 @@ def _site(tmp_path, transformers, timm):
 
 
 def _run(site, code):
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join([site] + sys.path))
-    return subprocess.run([sys.executable, '-c', code], env=env,
-                          capture_output=True, text=True, cwd=site)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([site] + sys.path))
+    return subprocess.run([sys.executable, '-c', code],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          cwd=site)
 
 
 _WITHOUT_FIX = (
@@ -284,8 +292,8 @@ _WITH_FIX = (
     ('5.0.0', True, "cannot import name 'apply_chunking_to_forward'"),
     ('4.40.0', False, "No module named 'timm'"),
 ])
-def test_stand_ins_reproduce_the_vindlu_breakages(tmp_path, transformers,
-                                                  timm, error):
+def test_stand_ins_reproduce_the_vindlu_breakages(tmp_path, transformers, timm,
+                                                  error):
     """Without the fix, ``import mmaction.models`` fails beside them exactly
     as beside the real transformers 5.x / without timm."""
     broken = _run(_site(tmp_path, transformers, timm), _WITHOUT_FIX)
@@ -316,23 +324,25 @@ def test_vindlu_left_alone_where_it_works(tmp_path):
     assert 'real:' in ok.stdout
 
 
-@pytest.mark.parametrize('versions,timm,reason', [
-    (dict(transformers='5.17.0'), True, 'transformers < 5'),
-    (dict(transformers='5.0.0rc1'), True, 'transformers < 5'),
-    (dict(transformers='4.57.1'), False, 'timm'),
-    (dict(transformers='4.57.1'), True, None),
-    (dict(transformers='4.20.0'), False, None),  # MMAction2 skips VindLU
-    (dict(transformers=None), False, None),
-    (dict(transformers='dev'), False, None),
-    (dict(transformers='5.0.0', mmaction2='1.3.0'), True, None),
-])
+@pytest.mark.parametrize(
+    'versions,timm,reason',
+    [
+        (dict(transformers='5.17.0'), True, 'transformers < 5'),
+        (dict(transformers='5.0.0rc1'), True, 'transformers < 5'),
+        (dict(transformers='4.57.1'), False, 'timm'),
+        (dict(transformers='4.57.1'), True, None),
+        (dict(transformers='4.20.0'), False, None),  # MMAction2 skips VindLU
+        (dict(transformers=None), False, None),
+        (dict(transformers='dev'), False, None),
+        (dict(transformers='5.0.0', mmaction2='1.3.0'), True, None),
+    ])
 def test_vindlu_guard(monkeypatch, versions, timm, reason):
     _versions(monkeypatch, **versions)
     real_find_spec = compat.importlib.util.find_spec
     monkeypatch.setattr(
-        compat.importlib.util, 'find_spec', lambda name: (
-            (object() if timm else None) if name == 'timm' else
-            real_find_spec(name)))
+        compat.importlib.util, 'find_spec', lambda name:
+        ((object() if timm else None)
+         if name == 'timm' else real_find_spec(name)))
     found = compat._vindlu_unavailable_reason()
     if reason is None:
         assert found is None

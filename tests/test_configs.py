@@ -24,14 +24,18 @@ def mmaction_scope():
     with DefaultScope.overwrite_default_scope('mmaction'):
         yield
 
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(
     osp.relpath(p, ROOT)
     for p in glob.glob(str(ROOT / 'configs' / '**' / '*.py'), recursive=True)
     if '/_base_/' not in p)
 BENCHMARKS = {  # config stem -> data folder
-    'ssv2': 'ssv2_full', 'ssv2small': 'ssv2_small',
-    'kinetics100': 'kinetics100', 'hmdb51': 'hmdb51', 'ucf101': 'ucf101'
+    'ssv2': 'ssv2_full',
+    'ssv2small': 'ssv2_small',
+    'kinetics100': 'kinetics100',
+    'hmdb51': 'hmdb51',
+    'ucf101': 'ucf101'
 }
 AMFIR = [f'configs/amfir_{b}_{k}shot.py' for b in BENCHMARKS for k in (1, 5)]
 ABLATIONS = {  # file -> the model keys it changes, and to what
@@ -136,7 +140,8 @@ def test_ablation_changes_only_what_it_names(name):
     base = load('configs/amfir_ssv2_1shot.py')
     cfg = load(f'configs/ablations/{name}.py')
     changed = {
-        k for k in set(base.model) | set(cfg.model)
+        k
+        for k in set(base.model) | set(cfg.model)
         if base.model.get(k) != cfg.model.get(k)
     }
     assert changed == set(ABLATIONS[name])
@@ -150,13 +155,14 @@ def write_paired_video(folder, frames, size=(40, 32), seed=0):
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     for t in range(1, frames + 1):
-        cv2.imwrite(str(folder / f'img_{t:05d}.jpg'),
-                    rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
+        cv2.imwrite(
+            str(folder / f'img_{t:05d}.jpg'),
+            rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
         if t < frames:
             for axis in 'xy':
-                cv2.imwrite(str(folder / f'{axis}_{t:05d}.jpg'),
-                            rng.integers(0, 255, (size[1], size[0]),
-                                         np.uint8))
+                cv2.imwrite(
+                    str(folder / f'{axis}_{t:05d}.jpg'),
+                    rng.integers(0, 255, (size[1], size[0]), np.uint8))
 
 
 def test_benchmark_val_pipeline_gives_paired_episodes(tmp_path):
@@ -166,14 +172,16 @@ def test_benchmark_val_pipeline_gives_paired_episodes(tmp_path):
     lines = []
     for c in range(5):
         for v in range(2):
-            write_paired_video(tmp_path / 'rawframes' / f'c{c}' / f'v{v}',
-                               frames=9, seed=10 * c + v)
+            write_paired_video(
+                tmp_path / 'rawframes' / f'c{c}' / f'v{v}',
+                frames=9,
+                seed=10 * c + v)
             lines.append(f'c{c}/v{v}')
     (tmp_path / 'val.txt').write_text('\n'.join(lines) + '\n')
     ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset.to_dict())
-    ds_cfg['dataset'].update(ann_file=str(tmp_path / 'val.txt'),
-                             data_prefix=dict(img=str(tmp_path /
-                                                      'rawframes')))
+    ds_cfg['dataset'].update(
+        ann_file=str(tmp_path / 'val.txt'),
+        data_prefix=dict(img=str(tmp_path / 'rawframes')))
     ds_cfg['num_episodes'] = 2
     item = DATASETS.build(ds_cfg)[0]
     assert item['inputs']['imgs'].shape == (10 * 8, 3, 224, 224)
@@ -186,10 +194,15 @@ def test_train_script_fails_clearly_without_data(tmp_path):
     data stops with the dataset's one-line message."""
     if (ROOT / 'data' / 'ssv2_full').exists():
         pytest.skip('data/ssv2_full exists here')
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', 'configs/amfir_ssv2_1shot.py',
-         '--work-dir', str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([
+        sys.executable, 'tools/train.py', 'configs/amfir_ssv2_1shot.py',
+        '--work-dir',
+        str(tmp_path)
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

@@ -46,8 +46,13 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 
 
 def _run(cmd, env):
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        cmd,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
 
@@ -57,17 +62,22 @@ def _config_and_env(frame_tree, tmp_path, port_base):
     environment (one thread a process, a port of its own)."""
     config = tmp_path / 'dist_cfg.py'
     config.write_text(
-        CONFIG.format(root=PROJECT_ROOT, split=frame_tree['split'],
-                      frames=frame_tree['root']))
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
-               PORT=str(port_base + os.getpid() % 1000))
+        CONFIG.format(
+            root=PROJECT_ROOT,
+            split=frame_tree['split'],
+            frames=frame_tree['root']))
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        OMP_NUM_THREADS='1',
+        PORT=str(port_base + os.getpid() % 1000))
     return config, env
 
 
 def _episodes(work_dir):
     with open(os.path.join(work_dir, 'episode_accuracy.json')) as f:
-        return sorted((e['episode_index'], e['accuracy'])
-                      for e in json.load(f))
+        return sorted(
+            (e['episode_index'], e['accuracy']) for e in json.load(f))
 
 
 @pytest.mark.slow
@@ -75,8 +85,11 @@ def _episodes(work_dir):
 def test_two_process_train_and_gathered_test(frame_tree, tmp_path):
     config, env = _config_and_env(frame_tree, tmp_path, port_base=29500)
     train_dir = tmp_path / 'train'
-    _run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
-          str(train_dir)], env)
+    _run([
+        'bash', 'tools/dist_train.sh',
+        str(config), '2', '--work-dir',
+        str(train_dir)
+    ], env)
     ckpt = train_dir / 'iter_4.pth'
     assert ckpt.is_file()
 
@@ -84,12 +97,22 @@ def test_two_process_train_and_gathered_test(frame_tree, tmp_path):
     # that file
     episodes = tmp_path / 'episodes.json'
     one = tmp_path / 'test1'
-    _run([sys.executable, 'tools/test.py', str(config), str(ckpt),
-          '--work-dir', str(one), '--episodes', str(episodes)], env)
+    _run([
+        sys.executable, 'tools/test.py',
+        str(config),
+        str(ckpt), '--work-dir',
+        str(one), '--episodes',
+        str(episodes)
+    ], env)
     assert episodes.is_file()
     two = tmp_path / 'test2'
-    _run(['bash', 'tools/dist_test.sh', str(config), str(ckpt), '2',
-          '--work-dir', str(two), '--episodes', str(episodes)], env)
+    _run([
+        'bash', 'tools/dist_test.sh',
+        str(config),
+        str(ckpt), '2', '--work-dir',
+        str(two), '--episodes',
+        str(episodes)
+    ], env)
     gathered, single = _episodes(two), _episodes(one)
     assert [e for e, _ in gathered] == list(range(15))  # no duplicates
     assert gathered == single
@@ -103,8 +126,10 @@ def test_two_process_channels_last_train(frame_tree, tmp_path):
     NHWC-strided tensors."""
     config, env = _config_and_env(frame_tree, tmp_path, port_base=30500)
     train_dir = tmp_path / 'train'
-    proc = _run(['bash', 'tools/dist_train.sh', str(config), '2',
-                 '--work-dir', str(train_dir), '--channels-last',
-                 '--no-validate'], env)
+    proc = _run([
+        'bash', 'tools/dist_train.sh',
+        str(config), '2', '--work-dir',
+        str(train_dir), '--channels-last', '--no-validate'
+    ], env)
     assert (train_dir / 'iter_4.pth').is_file()
     assert "inputs of ['backbone'] converted" in proc.stdout + proc.stderr

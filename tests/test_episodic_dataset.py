@@ -17,14 +17,16 @@ PIPELINE = [
 
 
 def video_dataset(tree, **kwargs):
-    return dict(type='FewShotRawframeDataset', ann_file=tree['split'],
-                data_prefix=dict(img=tree['root']), pipeline=PIPELINE,
-                **kwargs)
+    return dict(
+        type='FewShotRawframeDataset',
+        ann_file=tree['split'],
+        data_prefix=dict(img=tree['root']),
+        pipeline=PIPELINE,
+        **kwargs)
 
 
 def episodes(tree, **kwargs):
-    cfg = dict(num_ways=3, num_shots=2, num_queries=1, num_episodes=20,
-               seed=7)
+    cfg = dict(num_ways=3, num_shots=2, num_queries=1, num_episodes=20, seed=7)
     cfg.update(kwargs)
     return EpisodicDataset(video_dataset(tree), **cfg)
 
@@ -55,7 +57,10 @@ def test_episode_sample_without_videos(frame_tree):
     assert order == [v for vs in ep['support'] + ep['query'] for v in vs]
     infos = [ds.dataset.get_data_info(v) for v in order]
     assert sample.metainfo == dict(
-        num_ways=3, num_shots=2, num_queries=1, episode_index=3,
+        num_ways=3,
+        num_shots=2,
+        num_queries=1,
+        episode_index=3,
         class_labels=ep['classes'],
         video_ids=[i.get('video_id') or i['frame_dir'] for i in infos])
     assert sample.gt_label.tolist() == [0, 1, 2]
@@ -86,8 +91,10 @@ def test_episodes_file_round_trip(frame_tree, tmp_path):
 
 
 def test_class_with_too_few_videos_is_an_error(frame_tree):
-    with pytest.raises(EpisodeError, match=r'6 classes in .*train\.txt '
-                       r'have fewer than num_shots \+ num_queries = 5'):
+    with pytest.raises(
+            EpisodeError,
+            match=r'6 classes in .*train\.txt '
+            r'have fewer than num_shots \+ num_queries = 5'):
         episodes(frame_tree, num_shots=4)
 
 
@@ -109,16 +116,20 @@ def test_too_few_classes_for_the_ways(frame_tree):
 
 def test_missing_frame_folder_names_split_line(frame_tree):
     shutil.rmtree(f"{frame_tree['root']}/class2/v1")
-    with pytest.raises(FileNotFoundError,
-                       match=r'frame folder missing: .*class2/v1 '
-                       r'\(listed at .*train\.txt:10\)'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'frame folder missing: .*class2/v1 '
+            r'\(listed at .*train\.txt:10\)'):
         episodes(frame_tree)
 
 
 def test_skip_invalid_counts_dropped_videos(frame_tree):
     shutil.rmtree(f"{frame_tree['root']}/class2/v1")
-    ds = EpisodicDataset(video_dataset(frame_tree, skip_invalid=True),
-                         num_ways=3, num_shots=2, num_queries=1)
+    ds = EpisodicDataset(
+        video_dataset(frame_tree, skip_invalid=True),
+        num_ways=3,
+        num_shots=2,
+        num_queries=1)
     assert ds.dataset.num_skipped == 1
     assert len(ds.dataset) == 23
 
@@ -129,8 +140,9 @@ def test_unreadable_frame_names_the_video(frame_tree):
     bad = ds.dataset.get_data_info(ep['support'][0][0])['frame_dir']
     for t in range(1, 5):
         open(f'{bad}/img_{t:05d}.jpg', 'wb').write(b'not a jpeg')
-    with pytest.raises(RuntimeError, match=r'failed to load video .*'
-                       r'train\.txt:\d+'):
+    with pytest.raises(
+            RuntimeError, match=r'failed to load video .*'
+            r'train\.txt:\d+'):
         ds[0]
 
 
@@ -139,8 +151,8 @@ def test_ranks_get_disjoint_episodes(frame_tree, monkeypatch, sampler_cls):
     ds = episodes(frame_tree, num_episodes=10)
     per_rank = []
     for rank in (0, 1):
-        monkeypatch.setattr('mmengine.dataset.sampler.get_dist_info',
-                            lambda r=rank: (r, 2))
+        monkeypatch.setattr(
+            'mmengine.dataset.sampler.get_dist_info', lambda r=rank: (r, 2))
         sampler = sampler_cls(ds, shuffle=True, seed=3)
         it = iter(sampler)
         per_rank.append([next(it) for _ in range(5)])
@@ -156,8 +168,12 @@ def test_collate_and_preprocess_batch_of_episodes(frame_tree):
     from mmengine.dataset import pseudo_collate
     ds = episodes(frame_tree)
     batch = pseudo_collate([ds[0], ds[1]])
-    pre = MODELS.build(dict(type='ActionDataPreprocessor', mean=[0, 0, 0],
-                            std=[255, 255, 255], format_shape='NCHW'))
+    pre = MODELS.build(
+        dict(
+            type='ActionDataPreprocessor',
+            mean=[0, 0, 0],
+            std=[255, 255, 255],
+            format_shape='NCHW'))
     out = pre(batch)
     assert out['inputs'].shape == (2, 27, 3, 16, 16)
     assert torch.all(out['inputs'] <= 1) and len(out['data_samples']) == 2

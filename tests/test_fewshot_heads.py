@@ -8,9 +8,9 @@ import torch
 from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
-from conftest import episode_samples
 from amfir_mm.models.heads import (OTAMHead, PrototypeHead, TRXHead,
                                    otam_cumulative_distance)
+from conftest import episode_samples
 
 
 @pytest.fixture(autouse=True)
@@ -45,16 +45,17 @@ def test_otam_3x3_by_hand_reference_recursion():
     g = 0.5
     # padded columns 0 (start) and 4 (end) cost 0; row 0 accumulates
     r0 = [0.0, 0.2, 0.9, 1.3, 1.3]
-    r1_1 = 0.5 + soft_min([0.0, r0[1], 0.0], g)      # (0,0), (0,1), (1,0)
-    r1_2 = 0.1 + soft_min([r0[1], r1_1], g)          # (0,1), (1,1)
+    r1_1 = 0.5 + soft_min([0.0, r0[1], 0.0], g)  # (0,0), (0,1), (1,0)
+    r1_2 = 0.1 + soft_min([r0[1], r1_1], g)  # (0,1), (1,1)
     r1_3 = 0.9 + soft_min([r0[2], r1_2], g)
-    r1_4 = soft_min([r0[3], r1_3, r0[4]], g)         # end pad
+    r1_4 = soft_min([r0[3], r1_3, r0[4]], g)  # end pad
     r2_1 = 0.3 + soft_min([0.0, r1_1, 0.0], g)
     r2_2 = 0.6 + soft_min([r1_1, r2_1], g)
     r2_3 = 0.8 + soft_min([r1_2, r2_2], g)
     expected = soft_min([r1_3, r2_3, r1_4], g)
-    value = otam_cumulative_distance(torch.tensor(D, dtype=torch.float64),
-                                     torch.tensor(g, dtype=torch.float64))
+    value = otam_cumulative_distance(
+        torch.tensor(D, dtype=torch.float64),
+        torch.tensor(g, dtype=torch.float64))
     assert float(value) == pytest.approx(expected, rel=1e-12)
     # the first-column vertical move matters here: without it the value
     # differs by far more than rounding
@@ -74,8 +75,7 @@ def brute_force_min_path(cost):
             best = min(best, total)
             return
         # vertical moves in the pads and down the first frame column
-        moves = [(0, 1), (1, 1)] + ([(1, 0)] if c in (0, 1, cols - 1)
-                                    else [])
+        moves = [(0, 1), (1, 1)] + ([(1, 0)] if c in (0, 1, cols - 1) else [])
         for dr, dc in moves:
             nr, nc = r + dr, c + dc
             if nr < rows and nc < cols:
@@ -89,27 +89,34 @@ def test_otam_small_gamma_is_cheapest_alignment():
     rng = np.random.default_rng(0)
     for shape in ((3, 4), (4, 3), (3, 3)):
         cost = rng.uniform(0, 2, shape)
-        value = otam_cumulative_distance(torch.from_numpy(cost),
-                                         torch.tensor(1e-4))
-        assert float(value) == pytest.approx(brute_force_min_path(cost),
-                                             abs=1e-3)
+        value = otam_cumulative_distance(
+            torch.from_numpy(cost), torch.tensor(1e-4))
+        assert float(value) == pytest.approx(
+            brute_force_min_path(cost), abs=1e-3)
 
 
-def episode(num_ways=3, num_shots=2, num_queries=2, frames=4, channels=6,
+def episode(num_ways=3,
+            num_shots=2,
+            num_queries=2,
+            frames=4,
+            channels=6,
             seed=0):
     gen = torch.Generator().manual_seed(seed)
-    support = torch.randn(num_ways * num_shots, frames, channels,
-                          generator=gen)
-    query = torch.randn(num_ways * num_queries, frames, channels,
-                        generator=gen)
+    support = torch.randn(
+        num_ways * num_shots, frames, channels, generator=gen)
+    query = torch.randn(
+        num_ways * num_queries, frames, channels, generator=gen)
     return support, query
 
 
 def heads():
     torch.manual_seed(0)
-    return [OTAMHead(), OTAMHead(symmetric=False),
-            TRXHead(in_channels=6, out_channels=8).eval(),
-            TRXHead(in_channels=6, out_channels=8, cardinalities=(2, )).eval()]
+    return [
+        OTAMHead(),
+        OTAMHead(symmetric=False),
+        TRXHead(in_channels=6, out_channels=8).eval(),
+        TRXHead(in_channels=6, out_channels=8, cardinalities=(2, )).eval()
+    ]
 
 
 @pytest.mark.parametrize('head', heads(), ids=['otam', 'otam1', 'trx', 'trx2'])
@@ -123,16 +130,16 @@ def test_shapes_and_permutations(head):
     perm = torch.tensor([2, 0, 1])
     by_class = support.reshape(ways, shots, *support.shape[1:])
     permuted = by_class[perm].flatten(0, 1)
-    torch.testing.assert_close(head.distances(permuted, query, ways, shots),
-                               dist[:, perm])
+    torch.testing.assert_close(
+        head.distances(permuted, query, ways, shots), dist[:, perm])
     # permuting the queries permutes the rows
     qperm = torch.randperm(query.shape[0])
     torch.testing.assert_close(
         head.distances(support, query[qperm], ways, shots), dist[qperm])
     # the order of a class's shots does not matter
     swapped = by_class[:, [1, 0]].flatten(0, 1)
-    torch.testing.assert_close(head.distances(swapped, query, ways, shots),
-                               dist)
+    torch.testing.assert_close(
+        head.distances(swapped, query, ways, shots), dist)
 
 
 def test_otam_kshot_is_mean_over_shots():
@@ -140,8 +147,8 @@ def test_otam_kshot_is_mean_over_shots():
     support, query = episode(num_ways=3, num_shots=2)
     by_class = support.reshape(3, 2, *support.shape[1:])
     single = [head.distances(by_class[:, k], query, 3, 1) for k in range(2)]
-    torch.testing.assert_close(head.distances(support, query, 3, 2),
-                               (single[0] + single[1]) / 2)
+    torch.testing.assert_close(
+        head.distances(support, query, 3, 2), (single[0] + single[1]) / 2)
 
 
 def test_otam_is_order_sensitive_prototype_is_not():
@@ -167,15 +174,16 @@ def test_trx_pairs_of_two_frames_by_hand():
     # the positional encoding cancels in the difference.
     torch.manual_seed(0)
     head = TRXHead(in_channels=3, out_channels=4, cardinalities=(2, )).eval()
-    support, query = episode(num_ways=2, num_shots=1, num_queries=1,
-                             frames=2, channels=3)
+    support, query = episode(
+        num_ways=2, num_shots=1, num_queries=1, frames=2, channels=3)
     weight = head.value_proj[0].weight.detach().numpy()
     q = query.flatten(1).numpy()
     s = support.flatten(1).numpy()
     expected = np.array([[np.sum((weight @ (qi - sj))**2) for sj in s]
                          for qi in q])
     np.testing.assert_allclose(
-        head.distances(support, query, 2, 1).detach().numpy(), expected,
+        head.distances(support, query, 2, 1).detach().numpy(),
+        expected,
         rtol=1e-5)
 
 
@@ -198,8 +206,8 @@ def trx_reference(head, support, query, ways, shots):
             keys = s_key[c * shots:(c + 1) * shots].flatten(0, 1)
             vals = s_val[c * shots:(c + 1) * shots].flatten(0, 1)
             attn = (q_key @ keys.T / head.out_channels**0.5).softmax(-1)
-            per_class.append(((q_val - attn @ vals)**2).sum((-1, -2)) /
-                             index.shape[0])
+            per_class.append(((q_val - attn @ vals)**2).sum(
+                (-1, -2)) / index.shape[0])
         dists.append(torch.stack(per_class, -1))
     return torch.stack(dists).mean(0)
 
@@ -207,8 +215,8 @@ def trx_reference(head, support, query, ways, shots):
 def test_trx_distances_and_gradients_equal_plain_formula():
     torch.manual_seed(0)
     head = TRXHead(in_channels=6, out_channels=8).eval()  # no dropout
-    support, query = episode(num_ways=3, num_shots=2, num_queries=2,
-                             frames=4, channels=6)
+    support, query = episode(
+        num_ways=3, num_shots=2, num_queries=2, frames=4, channels=6)
     grads = []
     for fn in (head.distances, lambda *a: trx_reference(head, *a)):
         s, q = support.clone().requires_grad_(), query.clone().requires_grad_()
@@ -248,9 +256,10 @@ def test_heads_train_alone_in_fewshot_recognizer(cls_head):
     register_all_modules()
     torch.manual_seed(0)
     model = MODELS.build(
-        dict(type='FewShotRecognizer',
-             backbone=dict(type='ResNet', depth=18, pretrained=None),
-             cls_head=cls_head))
+        dict(
+            type='FewShotRecognizer',
+            backbone=dict(type='ResNet', depth=18, pretrained=None),
+            cls_head=cls_head))
     sample = ActionDataSample().set_gt_label(torch.arange(5))
     sample.set_metainfo(dict(num_ways=5, num_shots=1, num_queries=1))
     inputs = torch.randn(1, 10 * 3, 3, 32, 32)
@@ -263,16 +272,20 @@ def test_heads_train_alone_in_fewshot_recognizer(cls_head):
 # -- a batch of episodes: one call equals per-episode calls ---------------
 def batched_heads():
     torch.manual_seed(0)
-    return [PrototypeHead(metric='cosine'), PrototypeHead(metric='euclidean'),
-            OTAMHead(), OTAMHead(symmetric=False),
-            TRXHead(in_channels=6, out_channels=8).eval(),
-            TRXHead(in_channels=6, out_channels=8,
-                    cardinalities=(2, )).eval()]
+    return [
+        PrototypeHead(metric='cosine'),
+        PrototypeHead(metric='euclidean'),
+        OTAMHead(),
+        OTAMHead(symmetric=False),
+        TRXHead(in_channels=6, out_channels=8).eval(),
+        TRXHead(in_channels=6, out_channels=8, cardinalities=(2, )).eval()
+    ]
 
 
 @pytest.mark.parametrize('shots', [1, 3])
 @pytest.mark.parametrize(
-    'head', batched_heads(),
+    'head',
+    batched_heads(),
     ids=['proto_cos', 'proto_euc', 'otam', 'otam1', 'trx', 'trx2'])
 def test_batched_distances_equal_per_episode(head, shots):
     ways, queries, lead = 3, 2, (2, 4)  # 2 x 4 episodes
@@ -281,20 +294,22 @@ def test_batched_distances_equal_per_episode(head, shots):
     query = torch.stack([q for _, q in episodes]).unflatten(0, lead)
     with torch.no_grad():
         batched = head.distances(support, query, ways, shots)
-        single = torch.stack([head.distances(s, q, ways, shots)
-                              for s, q in episodes]).unflatten(0, lead)
+        single = torch.stack([
+            head.distances(s, q, ways, shots) for s, q in episodes
+        ]).unflatten(0, lead)
     assert batched.shape == lead + (ways * queries, ways)
     torch.testing.assert_close(batched, single)
     # and the episodes differ, so a mix-up of episodes would show
     assert not torch.allclose(single[0, 0], single[0, 1])
 
 
-
-
-@pytest.mark.parametrize('shapes', [
-    [(3, 1, 1)] * 4,
-    [(3, 1, 1), (2, 2, 1), (3, 1, 1)],  # 6 videos each, other shapes
-], ids=['same_shape', 'mixed_shapes'])
+@pytest.mark.parametrize(
+    'shapes',
+    [
+        [(3, 1, 1)] * 4,
+        [(3, 1, 1), (2, 2, 1), (3, 1, 1)],  # 6 videos each, other shapes
+    ],
+    ids=['same_shape', 'mixed_shapes'])
 def test_head_predict_and_loss_equal_reference(shapes):
     """Batched logits, posteriors and loss equal a plain loop: split each
     episode by hand, the head's distances, -d / tau, cross-entropy."""
@@ -328,8 +343,8 @@ CACHED_HEADS = {
     'otam_pair_table': lambda: OTAMHead(),
     'otam_unit_frames': lambda: OTAMHead(cache_max_mb=0),
     'trx_keys_values': lambda: TRXHead(in_channels=6, out_channels=4),
-    'trx_frames': lambda: TRXHead(in_channels=6, out_channels=4,
-                                  cache_max_mb=0),
+    'trx_frames':
+    lambda: TRXHead(in_channels=6, out_channels=4, cache_max_mb=0),
 }
 
 
@@ -346,8 +361,9 @@ def test_cached_logits_equal_logits_of_gathered_features(name):
     if name.startswith('otam'):  # the strategy the name says was chosen
         assert ('pair_table' in cache) == (name == 'otam_pair_table')
     if name == 'trx_keys_values':  # encoded a few videos at a time
-        for (k, v), (k4, v4) in zip(cache['keys_values'], head.cache_videos(
-                videos, batch_size=4)['keys_values']):
+        for (k, v), (k4, v4) in zip(
+                cache['keys_values'],
+                head.cache_videos(videos, batch_size=4)['keys_values']):
             torch.testing.assert_close((k, v), (k4, v4))
     if name.startswith('trx'):
         assert list(cache) == [name[len('trx_'):]]
@@ -361,16 +377,14 @@ def test_cached_logits_equal_logits_of_gathered_features(name):
             expected = head.episode_logits(feats, [samples[b]])[0]
             torch.testing.assert_close(cached[b], expected)
         scores = head.predict(cache, samples, video_index=index)
-        torch.testing.assert_close(scores[0].pred_score,
-                                   cached[0].softmax(-1))
+        torch.testing.assert_close(scores[0].pred_score, cached[0].softmax(-1))
 
 
 def test_otam_pair_table_is_filled_once_per_used_pair():
     """The table exists exactly when it fits the budget; each call fills
     only the pairs its episodes use, and a pair is computed once."""
     videos = torch.randn(64, 8, 3)  # (64 * 8)^2 float32 = 1 MiB
-    assert 'pair_table' not in OTAMHead(cache_max_mb=0.99).cache_videos(
-        videos)
+    assert 'pair_table' not in OTAMHead(cache_max_mb=0.99).cache_videos(videos)
     head = OTAMHead(cache_max_mb=1)
     cache = head.cache_videos(videos)
     assert cache['pair_table'].shape == (64 * 64, 8, 8)
@@ -378,7 +392,9 @@ def test_otam_pair_table_is_filled_once_per_used_pair():
     support = torch.tensor([[0, 1, 2], [0, 1, 3]])  # 2 episodes, 3-way
     query = torch.tensor([[4, 5, 6], [4, 5, 7]])
     first = head.cached_distances(cache, support, query, 3, 1)
-    used = {(int(q) * 64 + int(s)) for e in range(2) for q in query[e]
+    used = {(int(q) * 64 + int(s))
+            for e in range(2)
+            for q in query[e]
             for s in support[e]}  # 15 distinct pairs (4-5 x 0-1 repeat)
     assert set(cache['pair_known'].nonzero().flatten().tolist()) == used
     # a known row is read, not recomputed: poison it, see it come back

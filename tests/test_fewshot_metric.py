@@ -22,8 +22,10 @@ def test_fewshot_accuracy_metric():
     gt = torch.tensor([0, 1])
     right = torch.tensor([[0.9, 0.1], [0.2, 0.8]])  # 2/2 correct
     half = torch.tensor([[0.9, 0.1], [0.7, 0.3]])  # 1/2 correct
-    metric.process({}, [dict(pred_score=right, gt_label=gt),
-                        dict(pred_score=half, gt_label=gt)])
+    metric.process({}, [
+        dict(pred_score=right, gt_label=gt),
+        dict(pred_score=half, gt_label=gt)
+    ])
     out = metric.compute_metrics(metric.results)
     assert out['accuracy'] == pytest.approx(75.0)
     assert out['ci95'] == pytest.approx(100 * 1.96 * 0.25 / math.sqrt(2))
@@ -61,9 +63,16 @@ def test_two_modality_statistics_by_hand(tmp_path):
     fused = torch.tensor([[.8, .2], [.3, .7], [.6, .4], [.6, .4]])  # 3/4
     pi = torch.tensor([[.7, .3], [.9, .1], [.2, .8], [.6, .4]])
     metric = FewShotAccuracy(out_dir=str(tmp_path))
-    metric.process({}, [dict(pred_score=fused, gt_label=gt, rgb_score=rgb,
-                             flow_score=flow, reliability=pi,
-                             class_labels=[3, 8], episode_index=0)])
+    metric.process({}, [
+        dict(
+            pred_score=fused,
+            gt_label=gt,
+            rgb_score=rgb,
+            flow_score=flow,
+            reliability=pi,
+            class_labels=[3, 8],
+            episode_index=0)
+    ])
     out = metric.compute_metrics(metric.results)
     assert out['accuracy'] == pytest.approx(75)
     assert out['rgb_accuracy'] == pytest.approx(50)
@@ -92,11 +101,11 @@ def test_chunk_of_mixed_episodes_equals_one_by_one():
     gen = torch.Generator().manual_seed(0)
 
     def episode(index, queries, ways, modalities=True):
-        sample = dict(pred_score=torch.rand(queries, ways, generator=gen),
-                      gt_label=torch.randint(0, ways, (queries, ),
-                                             generator=gen),
-                      class_labels=list(range(10, 10 + ways)),
-                      episode_index=index)
+        sample = dict(
+            pred_score=torch.rand(queries, ways, generator=gen),
+            gt_label=torch.randint(0, ways, (queries, ), generator=gen),
+            class_labels=list(range(10, 10 + ways)),
+            episode_index=index)
         if modalities:
             sample.update(
                 rgb_score=torch.rand(queries, ways, generator=gen),
@@ -117,16 +126,16 @@ def test_chunk_of_mixed_episodes_equals_one_by_one():
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
         gt = sample['gt_label']
-        np.testing.assert_array_equal(
-            a['correct'], sample['pred_score'].argmax(1) == gt)
+        np.testing.assert_array_equal(a['correct'],
+                                      sample['pred_score'].argmax(1) == gt)
         assert list(a['query_class']) == [10 + int(g) for g in gt]
     assert chunked.compute_metrics(chunked.results) == \
         single.compute_metrics(single.results)
     # a chunk without per-modality scores: no modality records
     metric = FewShotAccuracy()
     metric.process({}, [episode(0, 4, 2, modalities=False)] * 2)
-    assert set(metric.results[0]) == {'episode_index', 'correct',
-                                      'query_class'}
+    assert set(
+        metric.results[0]) == {'episode_index', 'correct', 'query_class'}
 
 
 def test_auroc_equals_pairwise_count_with_ties():
@@ -134,8 +143,8 @@ def test_auroc_equals_pairwise_count_with_ties():
     scores = rng.integers(0, 5, 200) / 4  # many ties
     positive = rng.random(200) < 0.4
     pos, neg = scores[positive], scores[~positive]
-    pairs = (pos[:, None] > neg[None]).sum() + 0.5 * (
-        pos[:, None] == neg[None]).sum()
+    pairs = (pos[:, None]
+             > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
     assert auroc(scores, positive) == pytest.approx(
         pairs / (pos.size * neg.size), rel=1e-12)
     assert auroc([0.1, 0.9], [False, True]) == 1.0
@@ -161,5 +170,5 @@ def test_constant_selector_has_base_rate_agreement_and_no_skill():
     perfect = np.where(flow_ok & ~rgb_ok, 0.9, 0.1)
     stats = selection_skill(perfect, rgb_ok, flow_ok)
     assert stats['balanced_accuracy'] == stats['auroc_flow'] == 100
-    assert selection_skill(np.zeros(2), [1, 0], [1, 0]) == dict(
-        disagreement=0.0)
+    assert selection_skill(np.zeros(2), [1, 0],
+                           [1, 0]) == dict(disagreement=0.0)

@@ -75,30 +75,34 @@ def test_estimators_have_their_own_registry():
     from mmengine.registry import DefaultScope
 
     from amfir_mm.registry import FLOW_ESTIMATORS
-    names = ('TVL1FlowEstimator', 'FarnebackFlowEstimator',
-             'DISFlowEstimator', 'MMFlowEstimator')
+    names = ('TVL1FlowEstimator', 'FarnebackFlowEstimator', 'DISFlowEstimator',
+             'MMFlowEstimator')
     for name in names:
         assert FLOW_ESTIMATORS.get(name).__name__ == name
         assert MODELS.get(name) is None
-    estimator = FLOW_ESTIMATORS.build(dict(type='DISFlowEstimator',
-                                           preset='fast'))
+    estimator = FLOW_ESTIMATORS.build(
+        dict(type='DISFlowEstimator', preset='fast'))
     assert type(estimator) is DISFlowEstimator
     assert estimator.preset == 'fast'
     # Under a runner's ``mmaction`` default scope, a config's type still
     # builds, through the transform that computes flow as through the helper.
     with DefaultScope.overwrite_default_scope('mmaction'):
-        built = build_flow_estimator(dict(type='DISFlowEstimator',
-                                          preset='ultrafast'))
+        built = build_flow_estimator(
+            dict(type='DISFlowEstimator', preset='ultrafast'))
         assert type(built) is DISFlowEstimator
         assert built.preset == 'ultrafast'
         from mmaction.registry import TRANSFORMS
         compute = TRANSFORMS.build(
-            dict(type='ComputeFlow',
-                 estimator=dict(type='FarnebackFlowEstimator')))
+            dict(
+                type='ComputeFlow',
+                estimator=dict(type='FarnebackFlowEstimator')))
         frame1, frame2 = shifted_texture_pair()
         results = compute(
-            dict(imgs=[frame1, frame2], frame_inds=np.array([0, 1]),
-                 flow_inds=np.array([0]), rgb_frame_inds=np.array([0])))
+            dict(
+                imgs=[frame1, frame2],
+                frame_inds=np.array([0, 1]),
+                flow_inds=np.array([0]),
+                rgb_frame_inds=np.array([0])))
     assert type(compute._estimator) is FarnebackFlowEstimator
     expected = quantize_flow(FarnebackFlowEstimator()(frame1, frame2))
     np.testing.assert_array_equal(results['flow'][0],
@@ -209,8 +213,8 @@ def test_mmflow_missing_checkpoint_is_named(tmp_path):
 
 
 def test_mmflow_compiled_op_model_fails_clearly():
-    with pytest.raises(
-        (MissingCompiledOpError, UnsupportedDeviceError)) as info:
+    expected = (MissingCompiledOpError, UnsupportedDeviceError)
+    with pytest.raises(expected) as info:
         MMFlowEstimator(
             'mmflow::pwcnet/pwcnet_8xb1_slong_flyingchairs-'
             '384x448.py',

@@ -208,7 +208,10 @@ def test_never_deletes_what_it_did_not_write(small_dataset, tmp_path,
     theirs.mkdir(parents=True)
     (theirs / 'x_00001.jpg').write_bytes(b'not ours')
     summary = run_extraction(
-        str(small_dataset), str(out), FAST, progress=False,
+        str(small_dataset),
+        str(out),
+        FAST,
+        progress=False,
         overwrite=overwrite)
     status = {r.source.rel_out: r.status for r in summary.results}
     assert status == {
@@ -389,15 +392,15 @@ def test_follows_symlinked_split_and_skips_loops(tmp_path):
     split = tmp_path / 'split'
     (split / 'run').mkdir(parents=True)
     (split / 'jump').symlink_to(data / 'jump', target_is_directory=True)
-    (split / 'run' / 'r1').symlink_to(data / 'walk' / 'v1',
-                                      target_is_directory=True)
-    (split / 'run' / 'r2').symlink_to(data / 'walk' / 'v2',
-                                      target_is_directory=True)
+    (split / 'run' / 'r1').symlink_to(
+        data / 'walk' / 'v1', target_is_directory=True)
+    (split / 'run' / 'r2').symlink_to(
+        data / 'walk' / 'v2', target_is_directory=True)
     (split / 'run' / 'loop').symlink_to(split, target_is_directory=True)
     sources = discover_sources(str(split))
-    assert [(s.rel_out, s.kind) for s in sources] == [
-        ('jump/c1', 'video'), ('run/r1', 'frames'), ('run/r2', 'frames')
-    ]
+    assert [(s.rel_out, s.kind) for s in sources] == [('jump/c1', 'video'),
+                                                      ('run/r1', 'frames'),
+                                                      ('run/r2', 'frames')]
     out = tmp_path / 'out'
     summary = run_extraction(str(split), str(out), FAST, progress=False)
     assert summary.count('done') == 3 and not summary.failures

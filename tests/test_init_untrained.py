@@ -55,8 +55,10 @@ def run_test_tool(monkeypatch, argv):
 def imagenet_stem():
     from amfir_mm.models.backbones.efficientnet_lite import \
         imagenet_weights_path
-    state = torch.load(imagenet_weights_path('efficientnet-lite0'),
-                       map_location='cpu', weights_only=True)
+    state = torch.load(
+        imagenet_weights_path('efficientnet-lite0'),
+        map_location='cpu',
+        weights_only=True)
     return state['_conv_stem.weight']
 
 
@@ -65,7 +67,8 @@ def test_no_checkpoint_tests_the_imagenet_backbone(tmp_path, shapes_root,
                                                    monkeypatch):
     config = write_config(tmp_path, shapes_root)
     runner, metrics = run_test_tool(
-        monkeypatch, [str(config), 'none', '--work-dir', str(tmp_path / 'w')])
+        monkeypatch, [str(config), 'none', '--work-dir',
+                      str(tmp_path / 'w')])
     stem = runner.model.backbone._conv_stem.weight
     assert stem.shape == (32, 3, 3, 3)
     torch.testing.assert_close(stem, imagenet_stem(), rtol=0, atol=0)
@@ -77,12 +80,19 @@ def test_a_checkpoint_is_not_overwritten_by_init(tmp_path, shapes_root,
                                                  monkeypatch):
     from amfir_mm.models.backbones import EfficientNetLite
     config = write_config(tmp_path, shapes_root)
-    state = {f'backbone.{k}': v
-             for k, v in EfficientNetLite().state_dict().items()}
+    state = {
+        f'backbone.{k}': v
+        for k, v in EfficientNetLite().state_dict().items()
+    }
     state['backbone._conv_stem.weight'] = imagenet_stem() + 1.0
     torch.save(dict(state_dict=state), tmp_path / 'ckpt.pth')
-    runner, _ = run_test_tool(
-        monkeypatch, [str(config), str(tmp_path / 'ckpt.pth'),
-                      '--work-dir', str(tmp_path / 'b')])
-    torch.testing.assert_close(runner.model.backbone._conv_stem.weight,
-                               imagenet_stem() + 1.0, rtol=0, atol=0)
+    runner, _ = run_test_tool(monkeypatch, [
+        str(config),
+        str(tmp_path / 'ckpt.pth'), '--work-dir',
+        str(tmp_path / 'b')
+    ])
+    torch.testing.assert_close(
+        runner.model.backbone._conv_stem.weight,
+        imagenet_stem() + 1.0,
+        rtol=0,
+        atol=0)

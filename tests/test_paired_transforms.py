@@ -284,8 +284,8 @@ def test_batch_through_multimodal_preprocessor(coded_rawframes):
 
 def test_flow_magnitude_image_hand_computed():
     from amfir_mm.datasets.transforms import FlowMagnitudeImage
-    field = np.array([[[128, 128], [131, 132]],
-                      [[0, 128], [255, 255]]], dtype=np.uint8)  # (2, 2, 2)
+    field = np.array([[[128, 128], [131, 132]], [[0, 128], [255, 255]]],
+                     dtype=np.uint8)  # (2, 2, 2)
     out = FlowMagnitudeImage().transform(dict(flow=[field, field]))['flow']
     assert len(out) == 2 and out[0].shape == (2, 2, 3)
     assert out[0].dtype == np.uint8

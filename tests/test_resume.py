@@ -42,27 +42,37 @@ class DropoutLine(BaseModel):
 
 @DATASETS.register_module(force=True)
 class RandomPoints(Dataset):
+
     def __len__(self):
         return 64
 
     def __getitem__(self, idx):
-        return dict(inputs=torch.randn(
-            4, generator=torch.Generator().manual_seed(idx)))
+        return dict(
+            inputs=torch.randn(
+                4, generator=torch.Generator().manual_seed(idx)))
 
 
 def dropout_runner(work_dir, max_iters, name, resume=False):
-    return build_runner(Config(dict(
-        model=dict(type='DropoutLine'), work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=dict(type='RandomPoints'), batch_size=4, num_workers=0,
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            collate_fn=dict(type='pseudo_collate')),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           interval=3, by_epoch=False)),
-        randomness=dict(seed=0), resume=resume, default_scope='mmaction',
-        experiment_name=name)))
+    return build_runner(
+        Config(
+            dict(
+                model=dict(type='DropoutLine'),
+                work_dir=str(work_dir),
+                train_dataloader=dict(
+                    dataset=dict(type='RandomPoints'),
+                    batch_size=4,
+                    num_workers=0,
+                    sampler=dict(type='InfiniteSampler', shuffle=True),
+                    collate_fn=dict(type='pseudo_collate')),
+                train_cfg=dict(by_epoch=False, max_iters=max_iters),
+                optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+                default_hooks=dict(
+                    checkpoint=dict(
+                        type='CheckpointHook', interval=3, by_epoch=False)),
+                randomness=dict(seed=0),
+                resume=resume,
+                default_scope='mmaction',
+                experiment_name=name)))
 
 
 def test_resume_continues_the_dropout_stream(tmp_path):
@@ -74,10 +84,10 @@ def test_resume_continues_the_dropout_stream(tmp_path):
     resumed.train()
     assert resumed.iter == full.iter == 6
     for name, want in full.model.state_dict().items():
-        torch.testing.assert_close(resumed.model.state_dict()[name], want,
-                                   rtol=0, atol=0, msg=name)
-    ckpt = _load_checkpoint(str(tmp_path / 'cut/iter_3.pth'),
-                            map_location='cpu')
+        torch.testing.assert_close(
+            resumed.model.state_dict()[name], want, rtol=0, atol=0, msg=name)
+    ckpt = _load_checkpoint(
+        str(tmp_path / 'cut/iter_3.pth'), map_location='cpu')
     assert ckpt['rng_state']['torch'].dtype == torch.uint8
 
 
@@ -151,15 +161,17 @@ visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])
 
 
 def train_cmd(config, work_dir, *extra):
-    return [sys.executable, 'tools/train.py', str(config), '--work-dir',
-            str(work_dir), '--no-validate', *extra]
+    return [
+        sys.executable, 'tools/train.py',
+        str(config), '--work-dir',
+        str(work_dir), '--no-validate', *extra
+    ]
 
 
 def run_env(tmp_path, **extra):
     env = dict(os.environ, **extra)
     env['PYTHONPATH'] = os.pathsep.join(
-        [str(tmp_path)] + ([env['PYTHONPATH']] if 'PYTHONPATH' in env
-                           else []))
+        [str(tmp_path)] + ([env['PYTHONPATH']] if 'PYTHONPATH' in env else []))
     return env
 
 
@@ -182,15 +194,22 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     config = write_config(tmp_path, shapes)
     full_dir, cut_dir = tmp_path / 'full', tmp_path / 'cut'
 
-    full = subprocess.Popen(train_cmd(config, full_dir), cwd=PROJECT_ROOT,
-                            env=run_env(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    full = subprocess.Popen(
+        train_cmd(config, full_dir),
+        cwd=PROJECT_ROOT,
+        env=run_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True)
     # the run to kill: its own process group (it and its dataloader
     # workers), stalled after iteration STALL_AT, between checkpoints
     cut = subprocess.Popen(
-        train_cmd(config, cut_dir), cwd=PROJECT_ROOT,
+        train_cmd(config, cut_dir),
+        cwd=PROJECT_ROOT,
         env=run_env(tmp_path, STALL_AT_ITER=str(STALL_AT)),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True)
     try:
         deadline = time.monotonic() + 600
@@ -209,8 +228,12 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     assert sorted(episodes(cut_dir)) == list(range(1, STALL_AT + 1))
 
     resumed = subprocess.run(
-        train_cmd(config, cut_dir, '--resume'), cwd=PROJECT_ROOT,
-        env=run_env(tmp_path), capture_output=True, text=True, timeout=900)
+        train_cmd(config, cut_dir, '--resume'),
+        cwd=PROJECT_ROOT,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f'resumed epoch: 0, iter: {CKPT_EVERY}' in resumed.stdout + \
         resumed.stderr
@@ -226,8 +249,8 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     want_w, got_w = weights(full_dir / final), weights(cut_dir / final)
     assert want_w.keys() == got_w.keys()
     for name in want_w:
-        torch.testing.assert_close(got_w[name], want_w[name], rtol=0,
-                                   atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            got_w[name], want_w[name], rtol=0, atol=1e-6, msg=name)
     # and training moved the weights (the comparison is not vacuous)
     first = weights(cut_dir / f'iter_{CKPT_EVERY}.pth')
     assert not torch.equal(first['backbone.conv1.conv.weight'],

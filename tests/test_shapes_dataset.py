@@ -52,9 +52,10 @@ def test_writes_a_complete_dataset(tmp_path):
 def test_refuses_a_folder_it_did_not_make(tmp_path, overwrite):
     root = tmp_path / 'mine'
     before = user_folder(root)
-    with pytest.raises(RefuseOverwriteError,
-                       match=r'mine exists and is not an empty folder or a '
-                       'shapes dataset made by this tool'):
+    with pytest.raises(
+            RefuseOverwriteError,
+            match=r'mine exists and is not an empty folder or a '
+            'shapes dataset made by this tool'):
         make_shapes_dataset(str(root), overwrite=overwrite, **SMALL)
     assert snapshot(root) == before
     assert not (tmp_path / 'mine.partial').exists()
@@ -101,9 +102,10 @@ def test_interrupted_run_is_redone_but_a_foreign_partial_is_kept(tmp_path):
     # a folder of that name without the marker is not ours
     other = tmp_path / 'other'
     before = user_folder(tmp_path / 'other.partial')
-    with pytest.raises(RefuseOverwriteError,
-                       match=r'other\.partial exists and was not made by '
-                       'this tool'):
+    with pytest.raises(
+            RefuseOverwriteError,
+            match=r'other\.partial exists and was not made by '
+            'this tool'):
         make_shapes_dataset(str(other), **SMALL)
     assert snapshot(tmp_path / 'other.partial') == before
     assert not other.exists()
@@ -113,10 +115,15 @@ def test_interrupted_run_is_redone_but_a_foreign_partial_is_kept(tmp_path):
 def test_demo_refuses_a_users_folder(tmp_path):
     data = tmp_path / 'data'
     before = user_folder(data)
-    proc = subprocess.run(
-        [sys.executable, 'tools/demo.py', '--data', str(data), '--work-dir',
-         str(tmp_path / 'work')], cwd=PROJECT_ROOT, capture_output=True,
-        text=True, timeout=300)
+    proc = subprocess.run([
+        sys.executable, 'tools/demo.py', '--data',
+        str(data), '--work-dir',
+        str(tmp_path / 'work')
+    ],
+                          cwd=PROJECT_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(

@@ -3,19 +3,17 @@ from pathlib import Path
 
 import pytest
 
-from amfir_mm.datasets import (SplitFormatError, count_frames,
-                               read_split_file, scan_class_folders)
+from amfir_mm.datasets import (SplitFormatError, count_frames, read_split_file,
+                               scan_class_folders)
 from amfir_mm.utils.io import NoVideosFoundError
 
 # (file, classes, lines) of the public split lists in ../shared/data/splits
-PUBLIC_SPLITS = [
-    ('ssv2_OTAM/train.txt', 64), ('ssv2_OTAM/val.txt', 12),
-    ('ssv2_OTAM/test.txt', 24), ('ssv2_CMN/train.txt', 64),
-    ('ssv2_CMN/test.txt', 24), ('kinetics_CMN/train.txt', 64),
-    ('kinetics_CMN/test.txt', 24), ('hmdb_ARN/train.txt', 31),
-    ('hmdb_ARN/test.txt', 10), ('ucf_ARN/train.txt', 70),
-    ('ucf_ARN/test.txt', 21)
-]
+PUBLIC_SPLITS = [('ssv2_OTAM/train.txt', 64), ('ssv2_OTAM/val.txt', 12),
+                 ('ssv2_OTAM/test.txt', 24), ('ssv2_CMN/train.txt', 64),
+                 ('ssv2_CMN/test.txt', 24), ('kinetics_CMN/train.txt', 64),
+                 ('kinetics_CMN/test.txt', 24), ('hmdb_ARN/train.txt', 31),
+                 ('hmdb_ARN/test.txt', 10), ('ucf_ARN/train.txt', 70),
+                 ('ucf_ARN/test.txt', 21)]
 
 
 @pytest.mark.parametrize('name,num_classes', PUBLIC_SPLITS)
@@ -58,8 +56,10 @@ def test_count_frames_and_gaps(frame_tree, tmp_path):
     video = f"{frame_tree['root']}/class0/v0"
     assert count_frames(video, 'img_{:05d}.jpg') == 4
     (tmp_path / 'frames/class0/v0/img_00002.jpg').unlink()
-    with pytest.raises(FileNotFoundError, match=r'missing frames \[2\].*'
-                       r'listed at x\.txt:7'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'missing frames \[2\].*'
+            r'listed at x\.txt:7'):
         count_frames(video, 'img_{:05d}.jpg', where='x.txt:7')
     with pytest.raises(FileNotFoundError, match='no frames named like'):
         count_frames(video, '{:08d}.jpg')
@@ -95,8 +95,8 @@ def linked_split(frame_tree, tmp_path):
     (split / 'class0').symlink_to(root / 'class0', target_is_directory=True)
     (split / 'class1').mkdir()
     for v in range(2):
-        (split / 'class1' / f'w{v}').symlink_to(root / 'class1' / f'v{v}',
-                                                target_is_directory=True)
+        (split / 'class1' / f'w{v}').symlink_to(
+            root / 'class1' / f'v{v}', target_is_directory=True)
     return split
 
 
@@ -109,19 +109,19 @@ def test_scan_follows_symlinked_classes_and_videos(frame_tree, tmp_path):
     assert count_frames(str(split / 'class1' / 'w1'), 'img_{:05d}.jpg') == 4
     # a loop (a video folder linking to its class) is listed once, no hang
     (split / 'class1' / 'loop').symlink_to(split / 'class1')
-    assert 'class1/loop' in [e.rel_dir
-                             for e in scan_class_folders(str(split))]
+    assert 'class1/loop' in [e.rel_dir for e in scan_class_folders(str(split))]
     # a broken link is an error naming it
     (split / 'class1' / 'gone').symlink_to(tmp_path / 'nowhere')
-    with pytest.raises(FileNotFoundError,
-                       match=r'class1/gone is a broken symbolic link'):
+    with pytest.raises(
+            FileNotFoundError, match=r'class1/gone is a broken symbolic link'):
         scan_class_folders(str(split))
 
 
 def test_no_videos_is_an_error_naming_the_folder(tmp_path):
     (tmp_path / 'empty' / 'class0').mkdir(parents=True)
     (tmp_path / 'empty' / 'class0' / '.v0.partial').mkdir()
-    with pytest.raises(NoVideosFoundError,
-                       match=r'no <class>/<video>/ folders found under '
-                       r'.*empty$'):
+    with pytest.raises(
+            NoVideosFoundError,
+            match=r'no <class>/<video>/ folders found under '
+            r'.*empty$'):
         scan_class_folders(str(tmp_path / 'empty'))

@@ -22,8 +22,7 @@ def test_bootstrap_difference_hand_cases(bench):
     always = np.ones((50, 5), bool)
     never = np.zeros((50, 5), bool)
     # a always right, b never: +100 points in every replicate
-    res = bench.bootstrap_difference(always, never, queries, supports, 20,
-                                     200)
+    res = bench.bootstrap_difference(always, never, queries, supports, 20, 200)
     assert res['diff'] == 100 and res['ci95'] == [100, 100]
     assert res['p_le_0'] == 0
     # identical predictions: exactly 0
@@ -54,8 +53,8 @@ def test_bootstrap_resamples_folds():
     queries = [rng.integers(0, 20, (30, 5)) for _ in range(2)]
     supports = [rng.integers(0, 20, (30, 5)) for _ in range(2)]
     values = [np.ones((1, 30, 5)), np.zeros((1, 30, 5))]
-    observed, reps = bench_mod().bootstrap_folds(values, queries, supports,
-                                                 20, 4000)
+    observed, reps = bench_mod().bootstrap_folds(values, queries, supports, 20,
+                                                 4000)
     assert observed[0] == pytest.approx(0.5)
     assert set(np.round(reps[:, 0], 9)) == {0.0, 0.5, 1.0}
     # fold counts (2, 0), (1, 1), (0, 2) with probabilities 1/4, 1/2, 1/4
@@ -90,17 +89,22 @@ def test_folds_are_complementary_pairs_and_balanced(bench):
     counts = np.bincount([c for _, ev in folds for c in ev], minlength=10)
     assert np.all(counts == 5)
     assert len(bench.make_folds(classes, math.comb(10, 5))) == 252
-    assert bench.make_folds(classes, 6, seed=1) == bench.make_folds(
-        classes, 6, seed=1)
+    assert bench.make_folds(
+        classes, 6, seed=1) == bench.make_folds(
+            classes, 6, seed=1)
 
 
 def test_bad_folds_are_clear_errors(bench, tmp_path):
     for split, names in (('train', 'abcde'), ('val', 'fghij')):
         for name in names:
             (tmp_path / split / name).mkdir(parents=True)
-    base = ['--train-root', str(tmp_path / 'train'), '--eval-root',
-            str(tmp_path / 'val'), '--work-dir', str(tmp_path / 'w'),
-            '--out', str(tmp_path / 'r.json')]
+    base = [
+        '--train-root',
+        str(tmp_path / 'train'), '--eval-root',
+        str(tmp_path / 'val'), '--work-dir',
+        str(tmp_path / 'w'), '--out',
+        str(tmp_path / 'r.json')
+    ]
     with pytest.raises(ValueError, match='only 252 different'):
         bench.main(base + ['--folds', '253'])
     (tmp_path / 'val' / 'j').rmdir()
@@ -118,14 +122,19 @@ def test_fusion_controls_by_hand(bench):
     pi = np.array([[[0.25, 0.75], [0.75, 0.25]]])
 
     def loglinear(w_rgb):  # normalised p_rgb^w * p_flow^(1 - w)
-        out = rgb ** w_rgb * flow ** (1 - w_rgb)
+        out = rgb**w_rgb * flow**(1 - w_rgb)
         return out / out.sum(-1, keepdims=True)
 
     fused = loglinear(pi[..., :1])
     preds = dict(
-        amfir=dict(pred_score=fused, rgb_score=rgb, flow_score=flow,
-                   reliability=pi, labels=np.array([[0, 1]])),
-        rgb=dict(pred_score=rgb), flow=dict(pred_score=flow))
+        amfir=dict(
+            pred_score=fused,
+            rgb_score=rgb,
+            flow_score=flow,
+            reliability=pi,
+            labels=np.array([[0, 1]])),
+        rgb=dict(pred_score=rgb),
+        flow=dict(pred_score=flow))
     scores = bench.variant_scores(preds, 0.3, 'log_linear')
     np.testing.assert_allclose(scores['late_fusion'], (rgb + flow) / 2)
     np.testing.assert_allclose(scores['loglinear_uniform'], loglinear(0.5))
@@ -148,11 +157,13 @@ def test_global_weight_follows_the_informative_modality(bench):
     onehot = np.eye(5)[labels]
     flow = 0.6 * onehot + 0.4 / 5  # right, and confident
     rgb = rng.dirichlet(np.ones(5), (200, 5))  # noise
-    w = bench.fit_global_weight(dict(pred_score=rgb, labels=labels),
-                                dict(pred_score=flow, labels=labels))
+    w = bench.fit_global_weight(
+        dict(pred_score=rgb, labels=labels),
+        dict(pred_score=flow, labels=labels))
     assert w <= 0.1
-    w = bench.fit_global_weight(dict(pred_score=flow, labels=labels),
-                                dict(pred_score=rgb, labels=labels))
+    w = bench.fit_global_weight(
+        dict(pred_score=flow, labels=labels),
+        dict(pred_score=rgb, labels=labels))
     assert w >= 0.9
 
 
@@ -161,19 +172,21 @@ def test_quick_runs(bench, shared_data, tmp_path):
     """The single train -> val run, then a 2-fold cross-validation with the
     ablations on the same work dir (flow and embeddings reused)."""
     root = shared_data / 'ssv2_mini'
-    base = ['--train-root', str(root / 'train'), '--eval-root',
-            str(root / 'val'), '--shots', '1', '--episodes', '100',
-            '--work-dir', str(tmp_path / 'work'), '--quick',
-            '--bootstrap', '200']
+    base = [
+        '--train-root',
+        str(root / 'train'), '--eval-root',
+        str(root / 'val'), '--shots', '1', '--episodes', '100', '--work-dir',
+        str(tmp_path / 'work'), '--quick', '--bootstrap', '200'
+    ]
     out = tmp_path / 'result.json'
     bench.main(base + ['--out', str(out)])
     result = json.loads(out.read_text())
     variants = result['variants']
-    assert set(variants) >= {'rgb', 'flow', 'late_fusion', 'amfir',
-                             'amfir_rgb', 'amfir_flow', 'oracle',
-                             'loglinear_uniform', 'loglinear_global',
-                             'amfir_no_ami', 'amfir_mean_pi',
-                             'amfir_shuffled_pi'}
+    assert set(variants) >= {
+        'rgb', 'flow', 'late_fusion', 'amfir', 'amfir_rgb', 'amfir_flow',
+        'oracle', 'loglinear_uniform', 'loglinear_global', 'amfir_no_ami',
+        'amfir_mean_pi', 'amfir_shuffled_pi'
+    }
     for name, v in variants.items():
         assert 0 <= v['acc'] <= 100, name
         assert v['ci95'][0] <= v['acc'] <= v['ci95'][1], name
@@ -186,11 +199,12 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert result['num_folds'] == 1 and result['eval_videos'] == 50
     assert result['folds'][0]['eval_classes'] == sorted(
         p.name for p in (root / 'val').iterdir() if p.is_dir())
-    assert {'amfir-late_fusion', 'amfir-amfir_mean_pi'} <= set(
-        result['paired'])
+    assert {'amfir-late_fusion',
+            'amfir-amfir_mean_pi'} <= set(result['paired'])
     skill = result['asi']['amfir']
     assert skill['base_rate_flow']['mean'] + skill['base_rate_rgb'][
-        'mean'] == pytest.approx(100, abs=1e-3)
+        'mean'] == pytest.approx(
+            100, abs=1e-3)
     assert result['trainable']['amfir']['total'] == 548
     assert result['trainable']['rgb']['total'] == 1
     episodes = json.loads(Path(result['episodes_file']).read_text())
@@ -205,8 +219,9 @@ def test_quick_runs(bench, shared_data, tmp_path):
     first, second = result['folds']
     assert first['train_classes'] == second['eval_classes']
     assert not set(first['train_classes']) & set(first['eval_classes'])
-    assert set(result['variants']) >= {'amfir_no_asi', 'amfir_no_amd',
-                                       'amfir_mixture'}
+    assert set(result['variants']) >= {
+        'amfir_no_asi', 'amfir_no_amd', 'amfir_mixture'
+    }
     assert result['trainable']['amfir_no_asi']['total'] == 2
     assert set(result['asi']) == {'amfir', 'amfir_no_amd', 'amfir_mixture'}
     for v in result['variants'].values():

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from amfir_mm.datasets import EpisodeError, EpisodicDataset
-from amfir_mm.datasets.split_reader import SplitFormatError
 from amfir_mm.utils.io import DataError
 from amfir_mm.utils.tool import accuracy_summary, plural, run_tool
 from conftest import PROJECT_ROOT, load_script, write_frame_tree
@@ -56,9 +55,14 @@ def test_launch_scripts_run_the_projects_venv(tmp_path, script, args,
     """From a shell without the venv (a bare PATH, no PYTHON) the scripts
     run ``<repo>/.venv/bin/python``, not whatever ``python`` is on PATH."""
     tools, calls = _fake_repo(tmp_path, script)
-    proc = subprocess.run(
-        ['env', '-i', 'PATH=/usr/bin:/bin', 'bash', str(tools / script),
-         *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([
+        'env', '-i', 'PATH=/usr/bin:/bin', 'bash',
+        str(tools / script), *args
+    ],
+                          cwd=tmp_path,
+                          capture_output=True,
+                          text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = calls.read_text().splitlines()
     assert lines[0] == '-c import torch'  # the up-front check
@@ -72,13 +76,17 @@ def test_launch_scripts_take_python_from_the_environment(tmp_path):
     other = tmp_path / 'other_python'
     other.write_text(f'#!/bin/sh\necho other "$@" >> {calls}\n')
     other.chmod(0o755)
-    proc = subprocess.run(
-        ['env', '-i', 'PATH=/usr/bin:/bin', f'PYTHON={other}', 'bash',
-         str(tools / 'dist_train.sh'), 'c.py', '1'], cwd=tmp_path,
-        capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([
+        'env', '-i', 'PATH=/usr/bin:/bin', f'PYTHON={other}', 'bash',
+        str(tools / 'dist_train.sh'), 'c.py', '1'
+    ],
+                          cwd=tmp_path,
+                          capture_output=True,
+                          text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert all(line.startswith('other ')
-               for line in calls.read_text().splitlines())
+    assert all(
+        line.startswith('other ') for line in calls.read_text().splitlines())
 
 
 @pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
@@ -87,10 +95,14 @@ def test_launch_script_without_a_python_says_so(tmp_path):
     broken = tmp_path / 'no_torch_python'
     broken.write_text('#!/bin/sh\nexit 1\n')
     broken.chmod(0o755)
-    proc = subprocess.run(
-        ['env', '-i', 'PATH=/usr/bin:/bin', f'PYTHON={broken}', 'bash',
-         str(tools / 'dist_test.sh'), 'c.py', 'none', '1'], cwd=tmp_path,
-        capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([
+        'env', '-i', 'PATH=/usr/bin:/bin', f'PYTHON={broken}', 'bash',
+        str(tools / 'dist_test.sh'), 'c.py', 'none', '1'
+    ],
+                          cwd=tmp_path,
+                          capture_output=True,
+                          text=True,
+                          timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
         f'error: {broken} cannot import torch: run bash tools/install.sh, '
@@ -105,18 +117,26 @@ def test_dist_test_runs_from_a_shell_without_the_venv(frame_tree, tmp_path):
     if not (PROJECT_ROOT / '.venv' / 'bin' / 'python').exists():
         pytest.skip('no .venv in this checkout')
     config = tmp_path / 'cfg.py'
-    config.write_text(CONFIG.format(root=PROJECT_ROOT,
-                                    split=frame_tree['split'],
-                                    frames=frame_tree['root']).replace(
-        "env_cfg = dict(dist_cfg=dict(backend='gloo'))", ''))
-    proc = subprocess.run(
-        ['env', '-i', 'PATH=/usr/bin:/bin', 'OMP_NUM_THREADS=1',
-         f'PORT={29700 + os.getpid() % 200}', 'bash', 'tools/dist_test.sh',
-         str(config), 'none', '1', '--work-dir', str(tmp_path / 'work')],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    config.write_text(
+        CONFIG.format(
+            root=PROJECT_ROOT,
+            split=frame_tree['split'],
+            frames=frame_tree['root']).replace(
+                "env_cfg = dict(dist_cfg=dict(backend='gloo'))", ''))
+    proc = subprocess.run([
+        'env', '-i', 'PATH=/usr/bin:/bin', 'OMP_NUM_THREADS=1',
+        f'PORT={29700 + os.getpid() % 200}', 'bash', 'tools/dist_test.sh',
+        str(config), 'none', '1', '--work-dir',
+        str(tmp_path / 'work')
+    ],
+                          cwd=PROJECT_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert re.search(r'^novel-class 3-way 2-shot accuracy: .* % \(15 test '
-                     r'episodes\)$', proc.stdout, re.M), proc.stdout[-2000:]
+    assert re.search(
+        r'^novel-class 3-way 2-shot accuracy: .* % \(15 test '
+        r'episodes\)$', proc.stdout, re.M), proc.stdout[-2000:]
 
 
 # -- one line for a data error, no work dir left ---------------------------
@@ -167,8 +187,10 @@ def _bad_split_config(tmp_path, frame_tree):
     lines[2] = 'no_slash_here'
     split.write_text('\n'.join(lines) + '\n')
     config = tmp_path / 'cfg.py'
-    text = CONFIG.format(root=PROJECT_ROOT, split=frame_tree['split'],
-                         frames=frame_tree['root'])
+    text = CONFIG.format(
+        root=PROJECT_ROOT,
+        split=frame_tree['split'],
+        frames=frame_tree['root'])
     text += (f"\ntrain_dataloader['dataset']['dataset'] = dict(videos, "
              f"ann_file='{split}')\n")
     config.write_text(text)
@@ -194,14 +216,15 @@ def test_train_data_error_is_one_line_and_leaves_no_run(
         (work / 'cfg.py').write_text('an earlier dump')
     tool = load_script('tools/train.py', 'amfir_train_tool_f')
     status = run_tool(tool.main, 'train',
-                      [str(config), '--work-dir', str(work)])
+                      [str(config), '--work-dir',
+                       str(work)])
     out, err = capsys.readouterr()
     assert status == 1
     assert err == (f'SplitFormatError: {split}:3: expected '
                    '"<class>/<video_id>", got \'no_slash_here\'\n')
     if existing:
-        assert sorted(os.listdir(work)) == ['20200101_000000', 'cfg.py',
-                                            'notes.txt']
+        assert sorted(
+            os.listdir(work)) == ['20200101_000000', 'cfg.py', 'notes.txt']
     else:
         assert not work.exists()
     assert out.startswith('[train] FewShotRecognizer from ')
@@ -219,11 +242,15 @@ def test_too_few_videos_message_counts_in_words(tmp_path):
     lines += write_frame_tree(str(root), ['d'], 1)
     split = tmp_path / 'train.txt'
     split.write_text('\n'.join(lines) + '\n')
-    videos = dict(type='FewShotRawframeDataset', ann_file=str(split),
-                  data_prefix=dict(img=str(root)), pipeline=[])
+    videos = dict(
+        type='FewShotRawframeDataset',
+        ann_file=str(split),
+        data_prefix=dict(img=str(root)),
+        pipeline=[])
     with pytest.raises(EpisodeError) as info:
-        EpisodicDataset(videos, num_ways=2, num_shots=1, num_queries=1,
-                        num_episodes=2).full_init()
+        EpisodicDataset(
+            videos, num_ways=2, num_shots=1, num_queries=1,
+            num_episodes=2).full_init()
     assert str(info.value).startswith(
         f'1 class in {split} has fewer than num_shots + num_queries = 2 '
         'videos: d (1 video)')
@@ -231,26 +258,33 @@ def test_too_few_videos_message_counts_in_words(tmp_path):
 
 
 def test_plural():
-    assert [plural(n, 'class') for n in (0, 1, 2)] == [
-        '0 classes', '1 class', '2 classes']
+    assert [plural(n, 'class')
+            for n in (0, 1, 2)] == ['0 classes', '1 class', '2 classes']
     assert plural(1, 'video') == '1 video' and \
         plural(500, 'test episode') == '500 test episodes'
 
 
 # -- the demo's last line and the README -----------------------------------
-METRICS = {'fewshot/accuracy': 79.88, 'fewshot/ci95': 1.39,
-           'fewshot/num_episodes': 500.0, 'fewshot/rgb_accuracy': 42.6,
-           'fewshot/flow_accuracy': 74.4,
-           'fewshot/average_fusion_accuracy': 79.52,
-           'fewshot/oracle_accuracy': 80.44}
+METRICS = {
+    'fewshot/accuracy': 79.88,
+    'fewshot/ci95': 1.39,
+    'fewshot/num_episodes': 500.0,
+    'fewshot/rgb_accuracy': 42.6,
+    'fewshot/flow_accuracy': 74.4,
+    'fewshot/average_fusion_accuracy': 79.52,
+    'fewshot/oracle_accuracy': 80.44
+}
 
 
 def test_accuracy_summary_line():
     assert accuracy_summary(METRICS, 5, 1) == (
         'novel-class 5-way 1-shot accuracy: 79.9 ± 1.4 % (RGB 42.6, flow '
         '74.4, average fusion 79.5, oracle 80.4; 500 test episodes)')
-    rgb_only = {'fewshot/accuracy': 61.234, 'fewshot/ci95': 0.96,
-                'fewshot/num_episodes': 1}
+    rgb_only = {
+        'fewshot/accuracy': 61.234,
+        'fewshot/ci95': 0.96,
+        'fewshot/num_episodes': 1
+    }
     assert accuracy_summary(rgb_only, 5, 5) == (
         'novel-class 5-way 5-shot accuracy: 61.2 ± 1.0 % (1 test episode)')
 
@@ -280,6 +314,7 @@ def test_demo_ends_with_the_summary_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, 'make_shapes_dataset', lambda root: None)
 
     class StubRunner:
+
         def train(self):
             print('training')
 
@@ -288,8 +323,11 @@ def test_demo_ends_with_the_summary_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(demo, 'build_tool_runner', lambda cfg: StubRunner())
     (tmp_path / 'work').mkdir()
-    demo.main(['--data', str(tmp_path / 'data'), '--work-dir',
-               str(tmp_path / 'work')])
+    demo.main([
+        '--data',
+        str(tmp_path / 'data'), '--work-dir',
+        str(tmp_path / 'work')
+    ])
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == accuracy_summary(METRICS, 5, 1)
     assert out.startswith('[demo] AMFIRRecognizer from configs/demo/')
@@ -312,13 +350,15 @@ def test_demo_config_keeps_one_light_checkpoint_and_logs_early():
 # -- extract_flow ------------------------------------------------------------
 def test_extract_flow_help_explains_layout_resume_and_methods():
     proc = subprocess.run([sys.executable, 'tools/extract_flow.py', '--help'],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          cwd=PROJECT_ROOT,
+                          capture_output=True,
+                          text=True,
                           timeout=300)
     assert proc.returncode == 0
     text = ' '.join(proc.stdout.split())
     for phrase in ('x_00001.jpg', '.done.json', 'Resume: rerun the same '
-                   'command', 'partial', 'default: dis',
-                   'tvl1 (OpenCV TV-L1', 'Ctrl-C'):
+                   'command', 'partial', 'default: dis', 'tvl1 (OpenCV TV-L1',
+                   'Ctrl-C'):
         assert phrase in text, phrase
 
 
@@ -341,8 +381,7 @@ def test_extract_flow_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(extraction, 'extract_video',
-                        interrupted_at_the_second)
+    monkeypatch.setattr(extraction, 'extract_video', interrupted_at_the_second)
     tool = load_script('tools/extract_flow.py', 'extract_flow_tool_f')
     status = run_tool(tool.main, 'extract_flow',
                       [str(src), str(out), '--no-progress'])
@@ -352,16 +391,17 @@ def test_extract_flow_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch):
                    'same command to resume')
 
 
-def test_extract_flow_rerun_says_which_settings_changed(tmp_path,
-                                                        monkeypatch):
+def test_extract_flow_rerun_says_which_settings_changed(tmp_path, monkeypatch):
     import mmengine.logging
+
     from amfir_mm.flow.extraction import run_extraction
     src, out = _videos(tmp_path, 2), tmp_path / 'out'
     run_extraction(str(src), str(out), 'dis', progress=False)
     messages = []
     monkeypatch.setattr(
-        mmengine.logging, 'print_log', lambda msg, **kwargs:
-        messages.append(msg) if msg.startswith('re-extract') else None)
+        mmengine.logging, 'print_log',
+        lambda msg, **kwargs: messages.append(msg)
+        if msg.startswith('re-extract') else None)
     run_extraction(str(src), str(out), 'dis', progress=False)
     assert messages == []  # same settings: skipped silently
     run_extraction(str(src), str(out), 'farneback', progress=False)
@@ -377,8 +417,11 @@ def test_extract_flow_rerun_says_which_settings_changed(tmp_path,
 # -- plots ---------------------------------------------------------------
 def test_per_class_plot_names_the_classes():
     from amfir_mm.evaluation.fewshot_metric import per_class_figure
-    results = [dict(query_class=np.array([2, 0, 2]),
-                    correct=np.array([True, False, True]))]
+    results = [
+        dict(
+            query_class=np.array([2, 0, 2]),
+            correct=np.array([True, False, True]))
+    ]
     fig = per_class_figure(results, ['pour', 'push', 'lift'])
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ['pour', 'lift']
@@ -392,17 +435,22 @@ def test_flow_frame_errors_print_plain_numbers(tmp_path):
     """Frame indices arrive as numpy integers (``np.int32``); messages show
     them as plain numbers, never ``np.int32(1)``."""
     import cv2
+
     from amfir_mm.datasets.transforms import PairedRawFrameDecode
     from amfir_mm.datasets.transforms.paired import paired_flow_indices
     video = tmp_path / 'v'
     video.mkdir()
     for t in range(1, 5):
-        cv2.imwrite(str(video / f'img_{t:05d}.jpg'),
-                    np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(
+            str(video / f'img_{t:05d}.jpg'), np.zeros((8, 8, 3), np.uint8))
     cv2.imwrite(str(video / 'x_00001.jpg'), np.zeros((8, 8), np.uint8))
-    results = dict(frame_dir=str(video), filename_tmpl='img_{:05d}.jpg',
-                   frame_inds=np.array([1, 2], np.int32), total_frames=4,
-                   start_index=1, modality='RGB')
+    results = dict(
+        frame_dir=str(video),
+        filename_tmpl='img_{:05d}.jpg',
+        frame_inds=np.array([1, 2], np.int32),
+        total_frames=4,
+        start_index=1,
+        modality='RGB')
     with pytest.raises(FileNotFoundError) as missing:
         PairedRawFrameDecode().transform(results)
     (video / 'y_00001.jpg').write_bytes(b'garbage')

@@ -20,9 +20,10 @@ CUDA = torch.cuda.is_available()
 CL = torch.channels_last
 WAYS, FRAMES, SIZE = 2, 2, 16
 R18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
-MODEL = dict(type='AMFIRRecognizer',
-             rgb=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
-             flow=dict(backbone=R18, cls_head=dict(type='OTAMHead')))
+MODEL = dict(
+    type='AMFIRRecognizer',
+    rgb=dict(backbone=R18, cls_head=dict(type='OTAMHead')),
+    flow=dict(backbone=R18, cls_head=dict(type='OTAMHead')))
 
 
 def _train_script():
@@ -45,13 +46,21 @@ def _batch(seed=0):
     n = 2 * WAYS * FRAMES
     sample = ActionDataSample().set_gt_label(torch.arange(WAYS))
     sample.set_metainfo(dict(num_ways=WAYS, num_shots=1, num_queries=1))
-    return pseudo_collate([dict(
-        inputs=dict(
-            imgs=torch.randint(0, 256, (n, 3, SIZE, SIZE), generator=gen,
-                               dtype=torch.uint8),
-            flow=torch.randint(0, 256, (n, 2, SIZE, SIZE), generator=gen,
-                               dtype=torch.uint8)),
-        data_samples=sample)])
+    return pseudo_collate([
+        dict(
+            inputs=dict(
+                imgs=torch.randint(
+                    0,
+                    256, (n, 3, SIZE, SIZE),
+                    generator=gen,
+                    dtype=torch.uint8),
+                flow=torch.randint(
+                    0,
+                    256, (n, 2, SIZE, SIZE),
+                    generator=gen,
+                    dtype=torch.uint8)),
+            data_samples=sample)
+    ])
 
 
 def _loss_and_grads(model, batch):
@@ -61,16 +70,17 @@ def _loss_and_grads(model, batch):
     losses = model(**data, mode='loss')
     loss = sum(v for k, v in losses.items() if k.startswith('loss'))
     loss.backward()
-    return loss.detach(), {n: p.grad.clone()
-                           for n, p in model.named_parameters()
-                           if p.grad is not None}
+    return loss.detach(), {
+        n: p.grad.clone()
+        for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 def _assert_grads_close(got, want):
     assert got.keys() == want.keys()
     for name in want:
-        torch.testing.assert_close(got[name], want[name], rtol=1e-7,
-                                   atol=1e-9, msg=name)
+        torch.testing.assert_close(
+            got[name], want[name], rtol=1e-7, atol=1e-9, msg=name)
 
 
 def _conv_weights(model):
@@ -110,33 +120,40 @@ def test_merge_args_sets_mmengine_options():
     assert cfg.runner_type == 'ChannelsLastRunner'
     assert RUNNERS.get(cfg.runner_type) is ChannelsLastRunner
     with pytest.raises(train.UnsupportedOptionError, match='runner_type'):
-        train.merge_args(Config(dict(runner_type='OtherRunner')),
-                         train.parse_args(['cfg.py', '--channels-last']))
+        train.merge_args(
+            Config(dict(runner_type='OtherRunner')),
+            train.parse_args(['cfg.py', '--channels-last']))
 
 
 @pytest.mark.skipif(CUDA, reason='checks the CPU-only refusal')
 def test_amp_and_sync_bn_refused_without_gpu():
     train = _train_script()
     with pytest.raises(train.UnsupportedOptionError, match='AMP'):
-        train.merge_args(Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
-                         train.parse_args(['cfg.py', '--amp']))
+        train.merge_args(
+            Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
+            train.parse_args(['cfg.py', '--amp']))
     with pytest.raises(train.UnsupportedOptionError, match='SyncBN'):
-        train.merge_args(Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
-                         train.parse_args(['cfg.py', '--sync-bn',
-                                           '--launcher', 'pytorch']))
+        train.merge_args(
+            Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
+            train.parse_args(['cfg.py', '--sync-bn', '--launcher', 'pytorch']))
     # one process: MMEngine reverts SyncBN to BN itself, nothing to refuse
-    train.merge_args(Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
-                     train.parse_args(['cfg.py', '--sync-bn']))
+    train.merge_args(
+        Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
+        train.parse_args(['cfg.py', '--sync-bn']))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CUDA, reason='checks the CPU-only refusal')
 def test_train_script_amp_without_gpu_is_one_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py',
-         'configs/amfir_ssv2mini_r18_smoke.py', '--amp', '--work-dir',
-         str(tmp_path)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([
+        sys.executable, 'tools/train.py',
+        'configs/amfir_ssv2mini_r18_smoke.py', '--amp', '--work-dir',
+        str(tmp_path)
+    ],
+                          cwd=PROJECT_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -150,15 +167,17 @@ def one_process_group(tmp_path, monkeypatch):
     """A 1-process gloo group: the Runner takes the distributed path (SyncBN
     conversion, DDP wrapping) without spawning processes."""
     monkeypatch.setenv('LOCAL_RANK', '0')
-    torch_dist.init_process_group('gloo', init_method=f'file://{tmp_path}/pg',
-                                  rank=0, world_size=1)
+    torch_dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path}/pg', rank=0, world_size=1)
     yield
     torch_dist.destroy_process_group()
 
 
-RUNNER_ARGS = dict(launcher='pytorch', default_scope='mmaction',
-                   log_level='WARNING',
-                   env_cfg=dict(dist_cfg=dict(backend='gloo')))
+RUNNER_ARGS = dict(
+    launcher='pytorch',
+    default_scope='mmaction',
+    log_level='WARNING',
+    env_cfg=dict(dist_cfg=dict(backend='gloo')))
 
 
 @MODEL_WRAPPERS.register_module(force=True)
@@ -173,30 +192,36 @@ class _HoldModule(nn.Module):
 def test_sync_bn_converted_in_distributed_runner(tmp_path, one_process_group):
     """``sync_bn='torch'`` (``--sync-bn``) makes MMEngine's Runner convert
     every BN layer before wrapping (training with it needs a GPU)."""
-    runner = RUNNERS.build(Config(dict(
-        model=copy.deepcopy(MODEL), work_dir=str(tmp_path / 'work'),
-        sync_bn='torch', model_wrapper_cfg=dict(type='_HoldModule'),
-        **RUNNER_ARGS)))
+    runner = RUNNERS.build(
+        Config(
+            dict(
+                model=copy.deepcopy(MODEL),
+                work_dir=str(tmp_path / 'work'),
+                sync_bn='torch',
+                model_wrapper_cfg=dict(type='_HoldModule'),
+                **RUNNER_ARGS)))
     module = runner.model.module
-    norms = [m for m in module.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [
+        m for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
     assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CUDA, reason='compares with a CPU model')
-def test_channels_last_runner_converts_before_ddp(tmp_path,
-                                                  one_process_group):
+def test_channels_last_runner_converts_before_ddp(tmp_path, one_process_group):
     """Converted before DDP is built: the first DDP backward gives the
     plain model's gradients (converting an already wrapped model does not:
     DDP's gradient buckets keep the old strides)."""
     plain = _model()
-    runner = ChannelsLastRunner(model=copy.deepcopy(plain),
-                                work_dir=str(tmp_path / 'work'),
-                                **RUNNER_ARGS)
+    runner = ChannelsLastRunner(
+        model=copy.deepcopy(plain),
+        work_dir=str(tmp_path / 'work'),
+        **RUNNER_ARGS)
     module = runner.model.module  # MMDistributedDataParallel
-    assert all(w.is_contiguous(memory_format=CL)
-               for w in _conv_weights(module))
+    assert all(
+        w.is_contiguous(memory_format=CL) for w in _conv_weights(module))
     batch = _batch()
     want_loss, want_grads = _loss_and_grads(plain, batch)
 
@@ -205,8 +230,9 @@ def test_channels_last_runner_converts_before_ddp(tmp_path,
     losses = runner.model(**data, mode='loss')  # through DDP's forward
     loss = sum(v for k, v in losses.items() if k.startswith('loss'))
     loss.backward()
-    grads = {n: p.grad for n, p in module.named_parameters()
-             if p.grad is not None}
-    torch.testing.assert_close(loss.detach(), want_loss, rtol=1e-4,
-                               atol=1e-5)
+    grads = {
+        n: p.grad
+        for n, p in module.named_parameters() if p.grad is not None
+    }
+    torch.testing.assert_close(loss.detach(), want_loss, rtol=1e-4, atol=1e-5)
     _assert_grads_close(grads, want_grads)

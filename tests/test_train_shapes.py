@@ -6,21 +6,22 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import PROJECT_ROOT
 
 
 @pytest.mark.slow
 def test_demo_trains_and_beats_chance(tmp_path):
     cmd = [
-        sys.executable, 'tools/demo.py', '--data', str(tmp_path / 'shapes'),
-        '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-        'train_cfg.max_iters=60', 'train_cfg.val_interval=1000',
-        'param_scheduler.0.T_max=60',
+        sys.executable, 'tools/demo.py', '--data',
+        str(tmp_path / 'shapes'), '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', 'train_cfg.max_iters=60',
+        'train_cfg.val_interval=1000', 'param_scheduler.0.T_max=60',
         'test_dataloader.dataset.num_episodes=200',
         'default_hooks.checkpoint.interval=60'
     ]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / 'work' / 'demo_result.json').read_text())
     last = proc.stdout.strip().splitlines()[-1]  # the README's line format

@@ -18,15 +18,17 @@ def _model(bench):
     """Tiny AMFIR (ResNet-18 branches) in float64 with frozen BN
     statistics: training-mode BN is the one intended difference (one batch
     vs support and query batches), float64 keeps rounding out of it."""
-    return bench.build_model(bench.BACKBONES['resnet18'],
-                             norm_eval=True).double()
+    return bench.build_model(
+        bench.BACKBONES['resnet18'], norm_eval=True).double()
 
 
 @pytest.mark.slow
 def test_loops_compute_the_same_loss_and_update():
     bench = _bench()
-    episodes = [bench.make_episode(WAYS, 1, 1, FRAMES, SIZE, seed=s)
-                for s in range(TASKS_PER_BATCH)]
+    episodes = [
+        bench.make_episode(WAYS, 1, 1, FRAMES, SIZE, seed=s)
+        for s in range(TASKS_PER_BATCH)
+    ]
     optim_cfg = bench.optim_wrapper_cfg(tasks_per_batch=TASKS_PER_BATCH)
     ours = bench.AMFIRMMTrainer(_model(bench), optim_cfg)
     ref = bench.TRXStyleTrainer(_model(bench), optim_cfg, TASKS_PER_BATCH)
@@ -39,9 +41,11 @@ def test_loops_compute_the_same_loss_and_update():
     assert task['context']['imgs'].shape == (WAYS * FRAMES, 3, SIZE, SIZE)
     assert task['target']['flow'].shape == (WAYS * FRAMES, 2, SIZE, SIZE)
     with torch.no_grad():
-        torch.testing.assert_close(ref.loss(task),
-                                   ours.loss(ours.collate(episodes[0])),
-                                   rtol=1e-10, atol=0)
+        torch.testing.assert_close(
+            ref.loss(task),
+            ours.loss(ours.collate(episodes[0])),
+            rtol=1e-10,
+            atol=0)
 
     # one accumulation cycle: loss / 2, backward, backward + clip + step
     for episode in episodes:
@@ -52,5 +56,5 @@ def test_loops_compute_the_same_loss_and_update():
     assert not torch.equal(after['branches.rgb.backbone.conv1.conv.weight'],
                            before['branches.rgb.backbone.conv1.conv.weight'])
     for name, value in ref.model.state_dict().items():
-        torch.testing.assert_close(value, after[name], rtol=1e-9, atol=1e-12,
-                                   msg=name)
+        torch.testing.assert_close(
+            value, after[name], rtol=1e-9, atol=1e-12, msg=name)

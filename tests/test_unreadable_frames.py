@@ -28,8 +28,8 @@ UNDECODABLE = r'unreadable frame {}: it cannot be decoded as an image'
 
 
 def jpeg_bytes(seed=0, size=16):
-    image = np.random.default_rng(seed).integers(0, 255, (size, size, 3),
-                                                 dtype=np.uint8)
+    image = np.random.default_rng(seed).integers(
+        0, 255, (size, size, 3), dtype=np.uint8)
     return cv2.imencode('.jpg', image)[1].tobytes()
 
 
@@ -71,8 +71,13 @@ def rawframes(folder, num=4, flow=False):
 
 
 def results(folder, inds, modality='RGB', tmpl='img_{:05d}.jpg'):
-    return dict(frame_dir=str(folder), filename_tmpl=tmpl, modality=modality,
-                frame_inds=np.array(inds), total_frames=4, start_index=1)
+    return dict(
+        frame_dir=str(folder),
+        filename_tmpl=tmpl,
+        modality=modality,
+        frame_inds=np.array(inds),
+        total_frames=4,
+        start_index=1)
 
 
 def test_registered_raw_frame_decode_names_the_file(tmp_path):
@@ -83,17 +88,17 @@ def test_registered_raw_frame_decode_names_the_file(tmp_path):
     for modality, tmpl in (('RGB', 'img_{:05d}.jpg'), ('Flow',
                                                        '{}_{:05d}.jpg')):
         ours = decode(results(folder, [1, 2, 2, 3], modality, tmpl))
-        theirs = RawFrameDecode()(results(folder, [1, 2, 2, 3], modality,
-                                          tmpl))
+        theirs = RawFrameDecode()(
+            results(folder, [1, 2, 2, 3], modality, tmpl))
         for a, b in zip(ours['imgs'], theirs['imgs']):
             np.testing.assert_array_equal(a, b)
     (folder / 'img_00003.jpg').write_bytes(BAD_CONTENT['truncated'])
-    with pytest.raises(UnreadableFrameError,
-                       match=names(folder / 'img_00003.jpg')):
+    with pytest.raises(
+            UnreadableFrameError, match=names(folder / 'img_00003.jpg')):
         decode(results(folder, [1, 3]))
     (folder / 'y_00002.jpg').write_bytes(BAD_CONTENT['garbage'])
-    with pytest.raises(UnreadableFrameError,
-                       match=names(folder / 'y_00002.jpg')):
+    with pytest.raises(
+            UnreadableFrameError, match=names(folder / 'y_00002.jpg')):
         decode(results(folder, [1, 2], 'Flow', '{}_{:05d}.jpg'))
 
 
@@ -102,12 +107,12 @@ def test_paired_decode_names_the_rgb_or_flow_file(tmp_path):
     decode = PairedRawFrameDecode()
     assert len(decode(results(folder, [1, 4]))['flow']) == 2
     (folder / 'x_00003.jpg').write_bytes(BAD_CONTENT['garbage'])
-    with pytest.raises(UnreadableFrameError,
-                       match=names(folder / 'x_00003.jpg')):
+    with pytest.raises(
+            UnreadableFrameError, match=names(folder / 'x_00003.jpg')):
         decode(results(folder, [1, 4]))  # frame 4 pairs with field 3
     (folder / 'img_00001.jpg').write_bytes(BAD_CONTENT['empty'])
-    with pytest.raises(UnreadableFrameError,
-                       match=names(folder / 'img_00001.jpg')):
+    with pytest.raises(
+            UnreadableFrameError, match=names(folder / 'img_00001.jpg')):
         decode(results(folder, [1, 2]))
 
 
@@ -117,17 +122,18 @@ def corrupt_video(frame_dir, kind='garbage'):
     for t in range(1, 5):
         with open(f'{frame_dir}/img_{t:05d}.jpg', 'wb') as f:
             f.write(BAD_CONTENT[kind])
-    return UNDECODABLE.format(f'{frame_dir}/img_0000[1-4]'.replace(
-        '.', r'\.') + r'\.jpg')
+    return UNDECODABLE.format(
+        f'{frame_dir}/img_0000[1-4]'.replace('.', r'\.') + r'\.jpg')
 
 
 def test_training_episode_names_the_file_and_split_line(frame_tree):
     ds = episodes(frame_tree)
     video = ds.draw_episode(0)['support'][0][0]
     regex = corrupt_video(ds.dataset.get_data_info(video)['frame_dir'])
-    with pytest.raises(VideoLoadError,
-                       match=r'failed to load video .*train\.txt:\d+: '
-                       r'UnreadableFrameError: ' + regex):
+    with pytest.raises(
+            VideoLoadError,
+            match=r'failed to load video .*train\.txt:\d+: '
+            r'UnreadableFrameError: ' + regex):
         ds[0]
     # through a worker process, as training runs: still one line
     loader = DataLoader(ds, batch_size=None, num_workers=1)
@@ -152,13 +158,15 @@ def test_flow_extraction_counts_the_file_as_failed(tmp_path):
     rawframes(src / 'walk' / 'good')
     bad = rawframes(src / 'walk' / 'bad')
     (bad / 'img_00003.jpg').write_bytes(BAD_CONTENT['truncated'])
-    summary = run_extraction(str(src), str(tmp_path / 'out'),
-                             dict(type='DISFlowEstimator'), progress=False)
+    summary = run_extraction(
+        str(src),
+        str(tmp_path / 'out'),
+        dict(type='DISFlowEstimator'),
+        progress=False)
     assert summary.count('done') == 1 and summary.count('failed') == 1
     [failure] = summary.failures
     assert failure.source.rel_out == 'walk/bad'
-    assert re.search(names(bad / 'img_00003.jpg'),
-                                   summary.report())
+    assert re.search(names(bad / 'img_00003.jpg'), summary.report())
     assert not (tmp_path / 'out' / 'walk' / 'bad').exists()
 
 
@@ -167,9 +175,11 @@ def test_flow_extraction_counts_the_file_as_failed(tmp_path):
 def test_tools_print_one_line_naming_the_file(frame_tree, tmp_path, tool):
     config = tmp_path / 'cfg.py'
     config.write_text(
-        CONFIG.format(root=PROJECT_ROOT, split=frame_tree['split'],
-                      frames=frame_tree['root']).replace(
-                          'num_workers=0', 'num_workers=1'))
+        CONFIG.format(
+            root=PROJECT_ROOT,
+            split=frame_tree['split'],
+            frames=frame_tree['root']).replace('num_workers=0',
+                                               'num_workers=1'))
     for c in range(6):  # whichever video comes first
         for v in range(4):
             regex = corrupt_video(f"{frame_tree['root']}/class{c}/v{v}")
@@ -177,8 +187,8 @@ def test_tools_print_one_line_naming_the_file(frame_tree, tmp_path, tool):
     cmd = [sys.executable, f'tools/{tool}.py', str(config)]
     cmd += ['none'] if tool == 'test' else []
     cmd += ['--work-dir', str(tmp_path / 'work')]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]

@@ -50,7 +50,10 @@ class _LossRecorder(Hook):
     def __init__(self):
         self.losses = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         self.losses.append(float(outputs['loss'].detach()))
 
@@ -67,9 +70,11 @@ def test_project_runtime_writes_training_loss_to_tensorboard(tmp_path):
     runner = Runner(
         model=_Line(),
         work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=_Points(),
-                              sampler=dict(type='InfiniteSampler'),
-                              batch_size=4, num_workers=0),
+        train_dataloader=dict(
+            dataset=_Points(),
+            sampler=dict(type='InfiniteSampler'),
+            batch_size=4,
+            num_workers=0),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_cfg=dict(by_epoch=False, max_iters=iters),
         default_hooks=default_hooks,
@@ -79,8 +84,7 @@ def test_project_runtime_writes_training_loss_to_tensorboard(tmp_path):
         default_scope=runtime.default_scope,
         experiment_name='tensorboard_curves')
     runner.train()
-    events = glob.glob(f'{tmp_path}/**/events.out.tfevents.*',
-                       recursive=True)
+    events = glob.glob(f'{tmp_path}/**/events.out.tfevents.*', recursive=True)
     assert len(events) == 1, events
     acc = EventAccumulator(events[0])
     acc.Reload()
@@ -90,6 +94,7 @@ def test_project_runtime_writes_training_loss_to_tensorboard(tmp_path):
     window = runtime.log_processor.window_size
     losses = np.array(recorder.losses)
     assert len(losses) == iters and losses[-1] < losses[0]
-    expected = [losses[max(0, i + 1 - window):i + 1].mean()
-                for i in range(iters)]
+    expected = [
+        losses[max(0, i + 1 - window):i + 1].mean() for i in range(iters)
+    ]
     assert [e.value for e in logged] == pytest.approx(expected, rel=1e-5)

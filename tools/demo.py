@@ -35,10 +35,15 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--data', default='data/shapes',
-                        help='where the generated dataset is written')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
+    parser.add_argument(
+        '--data',
+        default='data/shapes',
+        help='where the generated dataset is written')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries')
     args = parser.parse_args(argv)
 
     cfg = Config.fromfile(args.config)
@@ -53,11 +58,13 @@ def main(argv=None):
         f'meta-train {cfg.train_cfg.max_iters} iterations (loss every '
         f'{cfg.default_hooks.logger.interval}), then meta-test '
         f'{describe_episodes(test_set)} on the novel classes',
-    ] + (['expected time: about 5 min on an idle 2-core CPU'] if
-         args.config == DEFAULT_CONFIG and not args.cfg_options else []))
+    ] + (['expected time: about 5 min on an idle 2-core CPU']
+         if args.config == DEFAULT_CONFIG and not args.cfg_options else []))
     start = time.monotonic()
-    print_header('demo', [f'rendering the dataset into {args.data} '
-                          '(reused if it is there)'])
+    print_header(
+        'demo',
+        [f'rendering the dataset into {args.data} '
+         '(reused if it is there)'])
     # a --data folder that is not ours is refused (RefuseOverwriteError,
     # printed as one line by run_tool), never deleted
     make_shapes_dataset(args.data)
@@ -73,9 +80,14 @@ def main(argv=None):
     line = accuracy_summary(metrics, test_set.num_ways, test_set.num_shots)
     summary = {k: round(float(v), 2) for k, v in metrics.items()}
     with open(osp.join(args.work_dir, 'demo_result.json'), 'w') as f:
-        json.dump(dict(summary, summary_line=line,
-                       wall_s=round(time.monotonic() - start)), f, indent=1,
-                  ensure_ascii=False)
+        json.dump(
+            dict(
+                summary,
+                summary_line=line,
+                wall_s=round(time.monotonic() - start)),
+            f,
+            indent=1,
+            ensure_ascii=False)
     print(line, flush=True)
     return summary
 

@@ -37,8 +37,8 @@ import argparse
 import sys
 
 from amfir_mm.flow.estimators import METHOD_ALIASES
-from amfir_mm.flow.extraction import (ExtractionInterrupted,
-                                      ExtractionOptions, run_extraction)
+from amfir_mm.flow.extraction import (ExtractionInterrupted, ExtractionOptions,
+                                      run_extraction)
 from amfir_mm.flow.sources import discover_sources, read_source_list
 from amfir_mm.utils.tool import print_header, run_tool
 
@@ -160,7 +160,8 @@ def main(argv=None) -> int:
     print_header('extract_flow', [
         f'{len(sources)} videos / frame folders from {args.src} -> '
         f'{args.out}, method {args.method}, {args.workers} worker(s); '
-        'finished videos are skipped (rerun to resume)'])
+        'finished videos are skipped (rerun to resume)'
+    ])
     try:
         summary = run_extraction(
             args.src,
@@ -174,9 +175,10 @@ def main(argv=None) -> int:
             progress=not args.no_progress,
             sources=sources)
     except ExtractionInterrupted as stop:
-        print(f'\ninterrupted: {stop.done} of {stop.total} videos done in '
-              f'{args.out}; rerun the same command to resume',
-              file=sys.stderr)
+        print(
+            f'\ninterrupted: {stop.done} of {stop.total} videos done in '
+            f'{args.out}; rerun the same command to resume',
+            file=sys.stderr)
         return 130
     print(summary.report())
     return 1 if summary.failures and not args.allow_failures else 0

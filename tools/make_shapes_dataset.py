@@ -19,8 +19,10 @@ def main(argv=None):
     parser.add_argument('--frames', type=int, default=8)
     parser.add_argument('--size', type=int, default=64, help='frame side, px')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace a shapes dataset made by this tool')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace a shapes dataset made by this tool')
     args = parser.parse_args(argv)
     # a ROOT that is not ours: one line (RefuseOverwriteError, run_tool)
     out = make_shapes_dataset(args.root, args.videos_per_class, args.frames,

@@ -42,11 +42,15 @@ def parse_args(argv=None):
         'that other methods can be tested on identical episodes. Not to be '
         'confused with episode_accuracy.json, the per-episode results')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config entries, e.g. '
         'test_dataloader.dataset.num_episodes=1000')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -71,16 +75,15 @@ def main(argv=None):
     if args.dump is not None:
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
-        cfg.test_evaluator.append(dict(type='DumpResults',
-                                       out_file_path=args.dump))
+        cfg.test_evaluator.append(
+            dict(type='DumpResults', out_file_path=args.dump))
     save_episodes_to = None
     if args.episodes is not None:
         if osp.isfile(args.episodes):
             cfg.test_dataloader.dataset.episodes_file = args.episodes
         else:
             save_episodes_to = args.episodes
-    print_header('test', run_header(cfg, args.config, 'test',
-                                    args.checkpoint))
+    print_header('test', run_header(cfg, args.config, 'test', args.checkpoint))
     runner = build_tool_runner(cfg)  # cfg.runner_type, e.g. ChannelsLast
     if save_episodes_to is not None and is_main_process():
         episodes = runner.test_dataloader.dataset
@@ -91,13 +94,19 @@ def main(argv=None):
         metrics = runner.test()
         if is_main_process():
             with open(osp.join(cfg.work_dir, 'test_metrics.json'), 'w') as f:
-                json.dump(dict(config=args.config,
-                               checkpoint=args.checkpoint,
-                               metrics=metrics), f, indent=1)
+                json.dump(
+                    dict(
+                        config=args.config,
+                        checkpoint=args.checkpoint,
+                        metrics=metrics),
+                    f,
+                    indent=1)
             test_set = cfg.test_dataloader.dataset
             if 'fewshot/accuracy' in metrics and 'num_ways' in test_set:
-                print(accuracy_summary(metrics, test_set.num_ways,
-                                       test_set.num_shots), flush=True)
+                print(
+                    accuracy_summary(metrics, test_set.num_ways,
+                                     test_set.num_shots),
+                    flush=True)
         return metrics
     finally:
         close_distributed(runner)

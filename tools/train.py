@@ -27,8 +27,8 @@ from mmengine.device import (get_device, is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
 
 from amfir_mm.utils import close_distributed
-from amfir_mm.utils.tool import build_tool_runner, print_header, run_header, \
-    run_tool
+from amfir_mm.utils.tool import (build_tool_runner, print_header, run_header,
+                                 run_tool)
 
 
 def parse_args(argv=None):
@@ -36,27 +36,40 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from CKPT, or from the latest checkpoint in the work '
         'dir when no path is given')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (AmpOptimWrapper; needs a GPU)')
     parser.add_argument(
-        '--channels-last', action='store_true',
+        '--amp',
+        action='store_true',
+        help='mixed precision (AmpOptimWrapper; needs a GPU)')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
         help='channels-last memory format for the backbones '
         "(runner_type='ChannelsLastRunner')")
     parser.add_argument(
-        '--sync-bn', action='store_true',
+        '--sync-bn',
+        action='store_true',
         help="synchronise BatchNorm across processes (sync_bn='torch'; GPU "
         'only; a no-op for one process)')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not evaluate checkpoints during training')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='do not evaluate checkpoints during training')
     parser.add_argument('--seed', type=int, default=None, help='random seed')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config entries, e.g. train_cfg.max_iters=100')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -77,8 +90,9 @@ def check_device_options(cfg: Config) -> None:
             run (torch's DDP and ``SyncBatchNorm`` reject CPU modules)
             without such a device.
     """
-    accelerator = (is_cuda_available() or is_npu_available()
-                   or is_mlu_available() or is_musa_available())
+    accelerator = (
+        is_cuda_available() or is_npu_available() or is_mlu_available()
+        or is_musa_available())
     if accelerator:
         return
     optim_wrapper = cfg.get('optim_wrapper') or {}
@@ -145,4 +159,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_tool(main, 'train', usage_errors=(UnsupportedOptionError,)))
+    sys.exit(run_tool(main, 'train', usage_errors=(UnsupportedOptionError, )))

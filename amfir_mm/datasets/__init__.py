@@ -1,11 +1,10 @@
+from . import transforms  # noqa: F401 (registers the paired transforms)
 from .episodic_dataset import EpisodeError, EpisodicDataset
 from .fewshot_video_dataset import FewShotRawframeDataset
 from .split_reader import (SplitEntry, SplitFormatError, count_frames,
                            read_split_file, scan_class_folders)
-from . import transforms  # noqa: F401 (registers the paired transforms)
 
 __all__ = [
-    'EpisodicDataset', 'EpisodeError', 'FewShotRawframeDataset',
-    'SplitEntry', 'SplitFormatError', 'read_split_file',
-    'scan_class_folders', 'count_frames'
+    'EpisodicDataset', 'EpisodeError', 'FewShotRawframeDataset', 'SplitEntry',
+    'SplitFormatError', 'read_split_file', 'scan_class_folders', 'count_frames'
 ]

@@ -78,8 +78,8 @@ class EpisodicDataset:
                  drop_small_classes: bool = False,
                  check_frame_dirs: bool = True,
                  lazy_init: bool = False) -> None:
-        self.dataset = (DATASETS.build(dataset)
-                        if isinstance(dataset, dict) else dataset)
+        self.dataset = (
+            DATASETS.build(dataset) if isinstance(dataset, dict) else dataset)
         self.num_ways = num_ways
         self.num_shots = num_shots
         self.num_queries = num_queries
@@ -97,8 +97,10 @@ class EpisodicDataset:
     @property
     def metainfo(self) -> dict:
         meta = dict(self.dataset.metainfo)
-        meta.update(num_ways=self.num_ways, num_shots=self.num_shots,
-                    num_queries=self.num_queries)
+        meta.update(
+            num_ways=self.num_ways,
+            num_shots=self.num_shots,
+            num_queries=self.num_queries)
         return meta
 
     @property
@@ -142,8 +144,10 @@ class EpisodicDataset:
                                    'ignore them')
             MMLogger.get_current_instance().warning(
                 f'EpisodicDataset: dropping {msg}')
-        self._class_videos = {c: np.asarray(v) for c, v in
-                              sorted(by_label.items()) if c not in small}
+        self._class_videos = {
+            c: np.asarray(v)
+            for c, v in sorted(by_label.items()) if c not in small
+        }
         self._classes = np.asarray(sorted(self._class_videos))
         if len(self._classes) < self.num_ways:
             raise EpisodeError(
@@ -170,9 +174,10 @@ class EpisodicDataset:
         classes = rng.choice(self._classes, self.num_ways, replace=False)
         support, query = [], []
         for c in classes:
-            videos = rng.choice(self._class_videos[c],
-                                self.num_shots + self.num_queries,
-                                replace=False)
+            videos = rng.choice(
+                self._class_videos[c],
+                self.num_shots + self.num_queries,
+                replace=False)
             support.append(videos[:self.num_shots].tolist())
             query.append(videos[self.num_shots:].tolist())
         return dict(classes=classes.tolist(), support=support, query=query)
@@ -185,8 +190,8 @@ class EpisodicDataset:
         key = self._video_keys.get(idx)
         if key is None:  # get_data_info deep-copies: look each video up once
             info = self.dataset.get_data_info(idx)
-            key = self._video_keys[idx] = (info.get('video_id')
-                                           or info['frame_dir'])
+            key = self._video_keys[idx] = (
+                info.get('video_id') or info['frame_dir'])
         return key
 
     def save_episodes(self, path: str) -> None:
@@ -196,13 +201,18 @@ class EpisodicDataset:
         for i in range(len(self)):
             ep = self.draw_episode(i)
             episodes.append(
-                dict(classes=[int(c) for c in ep['classes']],
-                     support=[[key(v) for v in vs] for vs in ep['support']],
-                     query=[[key(v) for v in vs] for vs in ep['query']]))
+                dict(
+                    classes=[int(c) for c in ep['classes']],
+                    support=[[key(v) for v in vs] for vs in ep['support']],
+                    query=[[key(v) for v in vs] for vs in ep['query']]))
         with open(path, 'w') as f:
-            json.dump(dict(num_ways=self.num_ways, num_shots=self.num_shots,
-                           num_queries=self.num_queries, seed=self.seed,
-                           episodes=episodes), f)
+            json.dump(
+                dict(
+                    num_ways=self.num_ways,
+                    num_shots=self.num_shots,
+                    num_queries=self.num_queries,
+                    seed=self.seed,
+                    episodes=episodes), f)
 
     def _read_episodes(self, path: str) -> List[dict]:
         if not osp.isfile(path):
@@ -227,9 +237,10 @@ class EpisodicDataset:
             return index[key]
 
         return [
-            dict(classes=ep['classes'],
-                 support=[[lookup(k, n) for k in ks] for ks in ep['support']],
-                 query=[[lookup(k, n) for k in ks] for ks in ep['query']])
+            dict(
+                classes=ep['classes'],
+                support=[[lookup(k, n) for k in ks] for ks in ep['support']],
+                query=[[lookup(k, n) for k in ks] for ks in ep['query']])
             for n, ep in enumerate(content['episodes'])
         ]
 
@@ -240,8 +251,9 @@ class EpisodicDataset:
         except Exception as err:
             # bad data (a DataError or OSError naming the file) stays a
             # DataError, which the tools print as one line
-            kind = VideoLoadError if isinstance(
-                err, (DataError, OSError)) else RuntimeError
+            kind = VideoLoadError if isinstance(err,
+                                                (DataError,
+                                                 OSError)) else RuntimeError
             raise kind(f'failed to load video {self._source(idx)}: '
                        f'{type(err).__name__}: {err}') from err
         if data is None:
@@ -265,10 +277,13 @@ class EpisodicDataset:
         sample = ActionDataSample()
         sample.set_gt_label(
             torch.arange(self.num_ways).repeat_interleave(self.num_queries))
-        meta = dict(num_ways=self.num_ways, num_shots=self.num_shots,
-                    num_queries=self.num_queries, episode_index=index,
-                    class_labels=[int(c) for c in episode['classes']],
-                    video_ids=[self.video_key(v) for v in order])
+        meta = dict(
+            num_ways=self.num_ways,
+            num_shots=self.num_shots,
+            num_queries=self.num_queries,
+            episode_index=index,
+            class_labels=[int(c) for c in episode['classes']],
+            video_ids=[self.video_key(v) for v in order])
         # as set_metainfo, minus its deep copy of these fresh values (a
         # large share of an episode's cost in the cached meta-test)
         for name, value in meta.items():
@@ -280,8 +295,10 @@ class EpisodicDataset:
         videos = [self._prepare_video(v) for v in order]
         first = videos[0]['inputs']
         if isinstance(first, dict):
-            inputs = {k: torch.cat([v['inputs'][k] for v in videos])
-                      for k in first}
+            inputs = {
+                k: torch.cat([v['inputs'][k] for v in videos])
+                for k in first
+            }
         else:
             inputs = torch.cat([v['inputs'] for v in videos])
         return dict(inputs=inputs, data_samples=sample)

@@ -1,6 +1,7 @@
-"""A rawframe dataset read from a few-shot split list or a class-folder tree."""
+"""A rawframe dataset read from a few-shot split list or a class-folder
+tree."""
 import os.path as osp
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Union
 
 from mmaction.datasets import BaseActionDataset
 from mmaction.registry import DATASETS

@@ -63,8 +63,8 @@ def read_split_file(path: str) -> List[SplitEntry]:
                 raise SplitFormatError(
                     f'{path}:{line_no}: expected "<class>/<video_id>", got '
                     f'{line!r}')
-            entries.append(SplitEntry(class_name.strip(), video_id.strip(),
-                                      line_no))
+            entries.append(
+                SplitEntry(class_name.strip(), video_id.strip(), line_no))
     if not entries:
         raise SplitFormatError(f'{path}: no videos listed')
     return entries
@@ -121,7 +121,9 @@ def template_regex(filename_tmpl: str) -> 're.Pattern':
                       re.escape(parts[1]) + '$')
 
 
-def count_frames(frame_dir: str, filename_tmpl: str, start_index: int = 1,
+def count_frames(frame_dir: str,
+                 filename_tmpl: str,
+                 start_index: int = 1,
                  where: Optional[str] = None) -> int:
     """Count a folder's frames and check they are consecutive.
 
@@ -152,8 +154,8 @@ def count_frames(frame_dir: str, filename_tmpl: str, start_index: int = 1,
             f'no frames named like {filename_tmpl!r} in {frame_dir}{origin}')
     expected = range(start_index, start_index + len(indices))
     if indices != list(expected):
-        missing = sorted(set(range(start_index, indices[-1] + 1)) -
-                         set(indices))
+        missing = sorted(
+            set(range(start_index, indices[-1] + 1)) - set(indices))
         raise FileNotFoundError(
             f'missing frames {missing[:10]} in {frame_dir}{origin}: frames '
             f'must be numbered {start_index}..N without gaps')
@@ -162,5 +164,8 @@ def count_frames(frame_dir: str, filename_tmpl: str, start_index: int = 1,
 
 def class_index(entries: List[SplitEntry]) -> Dict[str, int]:
     """Map class names to labels 0..C-1 in sorted order."""
-    return {name: i for i, name in
-            enumerate(sorted({e.class_name for e in entries}))}
+    return {
+        name: i
+        for i, name in enumerate(sorted({e.class_name
+                                         for e in entries}))
+    }

@@ -31,15 +31,15 @@ def class_names() -> List[str]:
     return [f'{s}_{m}' for s in SHAPES for m in MOTIONS]
 
 
-def default_split(names: List[str], seed: int = 0
-                  ) -> Dict[str, List[str]]:
+def default_split(names: List[str], seed: int = 0) -> Dict[str, List[str]]:
     """Disjoint meta-train / val / test classes (14 / 5 / 5 of 24)."""
     order = np.random.default_rng(seed).permutation(len(names))
     picked = [names[i] for i in order]
     n_test = n_val = max(5, len(names) // 5)
-    return dict(train=sorted(picked[:-(n_val + n_test)]),
-                val=sorted(picked[-(n_val + n_test):-n_test]),
-                test=sorted(picked[-n_test:]))
+    return dict(
+        train=sorted(picked[:-(n_val + n_test)]),
+        val=sorted(picked[-(n_val + n_test):-n_test]),
+        test=sorted(picked[-n_test:]))
 
 
 def _draw_shape(img: np.ndarray, shape: str, center: Tuple[float, float],
@@ -62,16 +62,19 @@ def _draw_shape(img: np.ndarray, shape: str, center: Tuple[float, float],
         raise ValueError(f'unknown shape {shape!r}')
 
 
-def render_video(shape: str, motion: str, rng: np.random.Generator,
-                 num_frames: int = 8, size: int = 64) -> np.ndarray:
+def render_video(shape: str,
+                 motion: str,
+                 rng: np.random.Generator,
+                 num_frames: int = 8,
+                 size: int = 64) -> np.ndarray:
     """Render one clip.
 
     Returns:
         ``(num_frames, size, size, 3)`` uint8 BGR frames.
     """
     noise = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
-    background = cv2.resize(noise, (size, size),
-                            interpolation=cv2.INTER_CUBIC) // 2 + 40
+    background = cv2.resize(
+        noise, (size, size), interpolation=cv2.INTER_CUBIC) // 2 + 40
     color = tuple(int(c) for c in rng.integers(130, 256, 3))
     radius = rng.uniform(0.1, 0.16) * size
     speed = rng.uniform(0.6, 0.8) * size / num_frames
@@ -128,8 +131,7 @@ def _render(folder: str, names: List[str], videos_per_class: int,
         for name in classes:
             shape, motion = name.split('_')
             for v in range(videos_per_class):
-                rng = np.random.default_rng(
-                    [seed, names.index(name), v])
+                rng = np.random.default_rng([seed, names.index(name), v])
                 video_dir = osp.join(folder, 'rawframes', name,
                                      f'{name}_{v:03d}')
                 os.makedirs(video_dir)
@@ -144,8 +146,11 @@ def _render(folder: str, names: List[str], videos_per_class: int,
             f.write('\n'.join(lines) + '\n')
 
 
-def make_shapes_dataset(root: str, videos_per_class: int = 12,
-                        num_frames: int = 8, size: int = 64, seed: int = 0,
+def make_shapes_dataset(root: str,
+                        videos_per_class: int = 12,
+                        num_frames: int = 8,
+                        size: int = 64,
+                        seed: int = 0,
                         overwrite: bool = False) -> Dict[str, str]:
     """Write the dataset under ``root`` (skipped if already complete).
 
@@ -167,11 +172,16 @@ def make_shapes_dataset(root: str, videos_per_class: int = 12,
             other settings and ``overwrite`` is False.
     """
     root = osp.normpath(root)
-    out = {k: osp.join(root, 'splits', f'{k}.txt')
-           for k in ('train', 'val', 'test')}
+    out = {
+        k: osp.join(root, 'splits', f'{k}.txt')
+        for k in ('train', 'val', 'test')
+    }
     out['rawframes'] = osp.join(root, 'rawframes')
-    settings = dict(videos_per_class=videos_per_class, num_frames=num_frames,
-                    size=size, seed=seed)
+    settings = dict(
+        videos_per_class=videos_per_class,
+        num_frames=num_frames,
+        size=size,
+        seed=seed)
     ours = osp.isfile(osp.join(root, COMPLETE_MARKER))
     if ours and not overwrite:
         made_with = _marker_settings(root)
@@ -184,8 +194,8 @@ def make_shapes_dataset(root: str, videos_per_class: int = 12,
     if osp.lexists(root):
         entries = set(os.listdir(root)) if osp.isdir(root) and \
             not osp.islink(root) else None
-        if entries is None or entries and not (
-                ours and entries <= _DATASET_ENTRIES):
+        if entries is None or entries and not (ours and entries
+                                               <= _DATASET_ENTRIES):
             raise RefuseOverwriteError(
                 f'{root} exists and is not an empty folder or a shapes '
                 f'dataset made by this tool (no {COMPLETE_MARKER} marker, '
@@ -211,8 +221,9 @@ def make_shapes_dataset(root: str, videos_per_class: int = 12,
         os.rmdir(root)  # an empty folder: nothing is lost
         os.rename(partial, root)
     else:  # overwrite our own finished dataset
-        trash = tempfile.mkdtemp(prefix=osp.basename(root) + '.replaced-',
-                                 dir=osp.dirname(osp.abspath(root)))
+        trash = tempfile.mkdtemp(
+            prefix=osp.basename(root) + '.replaced-',
+            dir=osp.dirname(osp.abspath(root)))
         os.rename(root, osp.join(trash, 'old'))
         os.rename(partial, root)
         shutil.rmtree(trash)

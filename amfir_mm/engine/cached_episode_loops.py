@@ -66,8 +66,7 @@ def weights_hash(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name].detach()
-        digest.update(
-            f'{name}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
+        digest.update(f'{name}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
         digest.update(tensor.cpu().contiguous().reshape(-1).view(
             torch.uint8).numpy())
     return digest.hexdigest()
@@ -135,8 +134,9 @@ class CachedEpisodeMixin:
         return model.module if is_model_wrapper(model) else model
 
     def _video_keys(self, videos) -> List[str]:
-        return [self.dataloader.dataset.video_key(i)
-                for i in range(len(videos))]
+        return [
+            self.dataloader.dataset.video_key(i) for i in range(len(videos))
+        ]
 
     def pipeline_hash(self) -> str:
         """SHA-256 (hex) of how videos become model inputs: the video
@@ -151,12 +151,15 @@ class CachedEpisodeMixin:
                                 repr(videos.pipeline)),
                 data_prefix=getattr(videos, 'data_prefix', None),
                 filename_tmpl=getattr(videos, 'filename_tmpl', None))
-        text = json.dumps(dict(dataset=described, fp16=bool(self.fp16)),
-                          sort_keys=True, default=repr)
+        text = json.dumps(
+            dict(dataset=described, fp16=bool(self.fp16)),
+            sort_keys=True,
+            default=repr)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _load_embeddings(self, keys: Dict[str, object]
-                         ) -> Tuple[Optional[Features], str]:
+    def _load_embeddings(self,
+                         keys: Dict[str,
+                                    object]) -> Tuple[Optional[Features], str]:
         """The features saved in ``embeddings_file`` if its ``keys``
         (``video_keys``, ``model_hash``, ``pipeline_hash``) all match, else
         None, and a log line saying why."""
@@ -175,8 +178,8 @@ class CachedEpisodeMixin:
                 f'{type(self).__name__} ({reason}); refusing to overwrite '
                 'it: set embeddings_file to a new path or remove the file')
         changed = [
-            name for name, key in (('videos', 'video_keys'),
-                                   ('weights', 'model_hash'),
+            name for name, key in (('videos', 'video_keys'), ('weights',
+                                                              'model_hash'),
                                    ('pipeline', 'pipeline_hash'))
             if saved.get(key) != keys[key]
         ]
@@ -198,9 +201,10 @@ class CachedEpisodeMixin:
         videos = episodes.dataset
         keys = None
         if self.embeddings_file:
-            keys = dict(video_keys=self._video_keys(videos),
-                        model_hash=weights_hash(self._model),
-                        pipeline_hash=self.pipeline_hash())
+            keys = dict(
+                video_keys=self._video_keys(videos),
+                model_hash=weights_hash(self._model),
+                pipeline_hash=self.pipeline_hash())
             if osp.isfile(self.embeddings_file):
                 features, message = self._load_embeddings(keys)
                 if features is not None:
@@ -218,11 +222,13 @@ class CachedEpisodeMixin:
         for i, batch in enumerate(loader):
             with autocast(enabled=self.fp16):
                 feats = _to(model.embed_videos(batch), 'cpu')
-            first = next(iter(feats.values())) if isinstance(
-                feats, dict) else feats
+            first = next(iter(feats.values())) if isinstance(feats,
+                                                             dict) else feats
             for b in range(first.shape[0]):
-                per_video.append({k: v[b] for k, v in feats.items()}
-                                 if isinstance(feats, dict) else feats[b])
+                per_video.append({
+                    k: v[b]
+                    for k, v in feats.items()
+                } if isinstance(feats, dict) else feats[b])
             if (i + 1) % step == 0 or i + 1 == len(loader):
                 done = min((i + 1) * self.video_batch_size, len(videos))
                 self.runner.logger.info(
@@ -235,12 +241,14 @@ class CachedEpisodeMixin:
         if self.embeddings_file and rank == 0:
             # whole or not at all: a half-written file is never left there
             handle, partial = tempfile.mkstemp(
-                suffix='.partial', prefix=osp.basename(self.embeddings_file),
+                suffix='.partial',
+                prefix=osp.basename(self.embeddings_file),
                 dir=osp.dirname(osp.abspath(self.embeddings_file)))
             os.close(handle)
             try:
-                torch.save(dict(format=EMBEDDINGS_FORMAT, features=features,
-                                **keys), partial)
+                torch.save(
+                    dict(format=EMBEDDINGS_FORMAT, features=features, **keys),
+                    partial)
                 os.replace(partial, self.embeddings_file)
             finally:
                 if osp.exists(partial):
@@ -290,16 +298,18 @@ class CachedEpisodeMixin:
             samples = list(samples)
             data_batch = dict(data_samples=samples)
             self.runner.call_hook(
-                f'before_{self._phase}_iter', batch_idx=batch_idx,
+                f'before_{self._phase}_iter',
+                batch_idx=batch_idx,
                 data_batch=data_batch)
             with autocast(enabled=self.fp16):
                 outputs = model.predict_episodes(
                     cache, samples, video_index=_video_index(orders))
-            self.evaluator.process(data_samples=outputs,
-                                   data_batch=data_batch)
+            self.evaluator.process(data_samples=outputs, data_batch=data_batch)
             self.runner.call_hook(
-                f'after_{self._phase}_iter', batch_idx=batch_idx,
-                data_batch=data_batch, outputs=outputs)
+                f'after_{self._phase}_iter',
+                batch_idx=batch_idx,
+                data_batch=data_batch,
+                outputs=outputs)
 
     def run(self) -> dict:
         phase = self._phase
@@ -318,7 +328,11 @@ class CachedEpisodeValLoop(CachedEpisodeMixin, ValLoop):
     :class:`CachedEpisodeMixin` for the arguments)."""
     _phase = 'val'
 
-    def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
+    def __init__(self,
+                 runner,
+                 dataloader,
+                 evaluator,
+                 fp16: bool = False,
                  video_batch_size: int = 8,
                  embeddings_file: Optional[str] = None,
                  episode_batch_size: int = 64) -> None:
@@ -333,7 +347,11 @@ class CachedEpisodeTestLoop(CachedEpisodeMixin, TestLoop):
     :class:`CachedEpisodeMixin` for the arguments)."""
     _phase = 'test'
 
-    def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
+    def __init__(self,
+                 runner,
+                 dataloader,
+                 evaluator,
+                 fp16: bool = False,
                  video_batch_size: int = 8,
                  embeddings_file: Optional[str] = None,
                  episode_batch_size: int = 64) -> None:

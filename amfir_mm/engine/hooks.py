@@ -113,8 +113,8 @@ class RNGStateHook(Hook):
         state, self._resumed_state = self._resumed_state, None
         if state is None or runner.iter == 0:
             return
-        if runner.rank > 0 and (runner.cfg.get('randomness') or {}).get(
-                'diff_rank_seed'):
+        if runner.rank > 0 and (runner.cfg.get('randomness')
+                                or {}).get('diff_rank_seed'):
             runner.logger.warning(
                 'diff_rank_seed: the checkpoint holds rank 0\'s RNG state '
                 f'only; rank {runner.rank} keeps its seeded state')

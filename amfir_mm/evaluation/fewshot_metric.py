@@ -100,10 +100,9 @@ class FewShotAccuracy(BaseMetric):
 
 def _layout(sample: dict) -> tuple:
     """What decides a record's fields and shapes."""
-    return (tuple(sample['pred_score'].shape),
-            sample.get('class_labels') is not None,
-            all(f'{m}_score' in sample for m in MODALITIES),
-            'reliability' in sample)
+    return (tuple(sample['pred_score'].shape), sample.get('class_labels')
+            is not None, all(f'{m}_score' in sample
+                             for m in MODALITIES), 'reliability' in sample)
 
 
 def _stack(samples: List[dict], key: str) -> torch.Tensor:
@@ -127,15 +126,18 @@ def _records(samples: List[dict]) -> List[dict]:
         scores = {m: _stack(samples, f'{m}_score') for m in MODALITIES}
         for m in MODALITIES:
             columns[f'{m}_correct'] = _correct(scores[m], gt)
-        columns['average_correct'] = _correct(
-            scores['rgb'] + scores['flow'], gt)
+        columns['average_correct'] = _correct(scores['rgb'] + scores['flow'],
+                                              gt)
         if 'reliability' in first:
-            columns['reliability'] = _stack(
-                samples, 'reliability').double().numpy()
+            columns['reliability'] = _stack(samples,
+                                            'reliability').double().numpy()
     return [
-        dict(episode_index=sample.get('episode_index'),
-             **{k: v[e] for k, v in columns.items()})
-        for e, sample in enumerate(samples)
+        dict(
+            episode_index=sample.get('episode_index'),
+            **{
+                k: v[e]
+                for k, v in columns.items()
+            }) for e, sample in enumerate(samples)
     ]
 
 
@@ -144,8 +146,7 @@ def _episode_means(results: List[dict], key: str) -> np.ndarray:
     values = [r[key] for r in results]
     lengths = np.array([len(v) for v in values])
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    sums = np.add.reduceat(
-        np.concatenate(values).astype(np.float64), starts)
+    sums = np.add.reduceat(np.concatenate(values).astype(np.float64), starts)
     return sums / lengths
 
 
@@ -200,9 +201,10 @@ def selection_skill(pi_flow: np.ndarray, rgb_correct: np.ndarray,
     picks_flow = pi_flow[one_right] > 0.5
     hit = picks_flow == flow_right
     with np.errstate(invalid='ignore'):
-        recalls = [hit[flow_right].mean() if flow_right.any() else np.nan,
-                   hit[~flow_right].mean() if (~flow_right).any()
-                   else np.nan]
+        recalls = [
+            hit[flow_right].mean() if flow_right.any() else np.nan,
+            hit[~flow_right].mean() if (~flow_right).any() else np.nan
+        ]
     stats.update(
         base_rate_flow=100 * float(flow_right.mean()),
         base_rate_rgb=100 * float(1 - flow_right.mean()),
@@ -217,8 +219,9 @@ def _asi_statistics(results: List[dict]) -> dict:
     rgb_ok = np.concatenate([r['rgb_correct'] for r in results])
     flow_ok = np.concatenate([r['flow_correct'] for r in results])
     picks_flow = pi.argmax(1) == 1
-    stats = dict(asi_choice_rgb=100 * float(np.mean(~picks_flow)),
-                 asi_choice_flow=100 * float(np.mean(picks_flow)))
+    stats = dict(
+        asi_choice_rgb=100 * float(np.mean(~picks_flow)),
+        asi_choice_flow=100 * float(np.mean(picks_flow)))
     skill = selection_skill(pi[:, 1], rgb_ok, flow_ok)
     stats.update({f'asi_{k}': v for k, v in skill.items()})
     return stats
@@ -244,36 +247,46 @@ def per_class_figure(results: List[dict],
     correct = np.concatenate([r['correct'] for r in results])
     labels = np.unique(classes)
     acc = [100 * correct[classes == c].mean() for c in labels]
-    names = [str(class_names[c]) if class_names is not None
-             and 0 <= c < len(class_names) else str(c) for c in labels]
+    names = [
+        str(class_names[c])
+        if class_names is not None and 0 <= c < len(class_names) else str(c)
+        for c in labels
+    ]
     width = max(6, 0.3 * len(labels) + 0.06 * max(map(len, names)))
     fig, ax = plt.subplots(figsize=(width, 4.5))
     ax.bar(range(len(labels)), acc)
-    ax.set_xticks(range(len(labels)), names, rotation=45, ha='right',
-                  fontsize=8 if len(labels) > 20 else 10)
-    ax.set_xlabel('test class' if class_names is not None else
-                  'test class label')
+    ax.set_xticks(
+        range(len(labels)),
+        names,
+        rotation=45,
+        ha='right',
+        fontsize=8 if len(labels) > 20 else 10)
+    ax.set_xlabel(
+        'test class' if class_names is not None else 'test class label')
     ax.set_ylabel('query accuracy (%)')
     ax.set_title('Per-class accuracy over all test episodes')
     fig.tight_layout()
     return fig
 
 
-def _write_outputs(out_dir: str, results: List[dict],
+def _write_outputs(out_dir: str,
+                   results: List[dict],
                    class_names: Optional[Sequence[str]] = None) -> None:
     """Per-episode JSON and the two plots people look at."""
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, EPISODE_ACCURACY_FILE), 'w') as f:
-        json.dump([dict(episode_index=r['episode_index'],
-                        accuracy=float(np.mean(r['correct'])))
-                   for r in results], f)
+        json.dump([
+            dict(
+                episode_index=r['episode_index'],
+                accuracy=float(np.mean(r['correct']))) for r in results
+        ], f)
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     if 'reliability' in results[0]:
-        pi_flow = np.concatenate([np.asarray(r['reliability'])[:, 1]
-                                  for r in results])
+        pi_flow = np.concatenate(
+            [np.asarray(r['reliability'])[:, 1] for r in results])
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
         for ax, m in zip(axes, MODALITIES):
             ok = np.concatenate([r[f'{m}_correct'] for r in results])

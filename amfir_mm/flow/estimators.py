@@ -82,8 +82,10 @@ class BaseFlowEstimator(metaclass=ABCMeta):
             list[np.ndarray]: ``(H, W, 2)`` float32 flows in pixels.
         """
         check_frame_pairs(firsts, seconds)
-        return [self._as_flow(self.estimate(frame1, frame2), frame1)
-                for frame1, frame2 in zip(firsts, seconds)]
+        return [
+            self._as_flow(self.estimate(frame1, frame2), frame1)
+            for frame1, frame2 in zip(firsts, seconds)
+        ]
 
     @abstractmethod
     def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:

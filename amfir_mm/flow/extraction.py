@@ -36,11 +36,11 @@ import numpy as np
 
 from ..utils.io import NoVideosFoundError
 from .annotations import write_annotations
-from .estimators import BaseFlowEstimator, FlowEstimatorCfg, \
-    build_flow_estimator
+from .estimators import (BaseFlowEstimator, FlowEstimatorCfg,
+                         build_flow_estimator)
 from .quantization import DEFAULT_FLOW_BOUND, quantize_flow
-from .sources import FlowSource, FrameReadError, discover_sources, \
-    frame_readers
+from .sources import (FlowSource, FrameReadError, discover_sources,
+                      frame_readers)
 
 DONE_MARKER = '.done.json'
 #: Written into a temp folder when it is created (what a rerun may redo).
@@ -167,9 +167,10 @@ class ExtractionInterrupted(KeyboardInterrupt):
 def changed_settings(old: dict, new: dict) -> dict:
     """The settings (``.done.json``'s ``settings``) that differ:
     ``{key: (old value, new value)}``."""
-    return {key: (old.get(key), new.get(key))
-            for key in sorted(set(old) | set(new))
-            if old.get(key) != new.get(key)}
+    return {
+        key: (old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
+    }
 
 
 def _report_changed_settings(sources, out_root: str, todo: List[int],
@@ -308,8 +309,7 @@ def extract_video(source: FlowSource,
     for reader_name, make_frames in frame_readers(source):
         shutil.rmtree(temp, ignore_errors=True)
         os.makedirs(temp)
-        with open(osp.join(temp, PARTIAL_MARKER), 'w',
-                  encoding='utf-8') as f:
+        with open(osp.join(temp, PARTIAL_MARKER), 'w', encoding='utf-8') as f:
             json.dump(dict(source=source.path), f)
         try:
             num_frames = _convert(make_frames(), temp, estimator, options,
@@ -410,17 +410,17 @@ def _run_parallel(sources, estimator_cfg, out_root, options, overwrite,
     ]
 
 
-def run_extraction(
-        src: str,
-        out: str,
-        estimator: FlowEstimatorCfg = None,
-        options: ExtractionOptions = ExtractionOptions(),
-        workers: int = 1,
-        ann_file: Optional[str] = None,
-        labels: bool = True,
-        overwrite: bool = False,
-        progress: bool = True,
-        sources: Optional[Sequence[FlowSource]] = None) -> ExtractionSummary:
+def run_extraction(src: str,
+                   out: str,
+                   estimator: FlowEstimatorCfg = None,
+                   options: ExtractionOptions = ExtractionOptions(),
+                   workers: int = 1,
+                   ann_file: Optional[str] = None,
+                   labels: bool = True,
+                   overwrite: bool = False,
+                   progress: bool = True,
+                   sources: Optional[Sequence[FlowSource]] = None
+                   ) -> ExtractionSummary:
     """Extract flow rawframes for every video under ``src`` into ``out``.
 
     Args:
@@ -486,13 +486,13 @@ def run_extraction(
         elif todo:
             cfg = built if estimator is None or isinstance(
                 estimator, BaseFlowEstimator) else estimator
-            done = _run_parallel([sources[i] for i in todo], cfg, out,
-                                 options, overwrite, workers, bar)
+            done = _run_parallel([sources[i] for i in todo], cfg, out, options,
+                                 overwrite, workers, bar)
             for i, result in zip(todo, done):
                 results[i] = result
     except KeyboardInterrupt:
-        finished = sum(finished_result(s, out, fingerprint) is not None
-                       for s in sources)
+        finished = sum(
+            finished_result(s, out, fingerprint) is not None for s in sources)
         raise ExtractionInterrupted(finished, len(sources)) from None
     if bar is not None:
         bar.file.write('\n')

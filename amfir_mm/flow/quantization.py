@@ -31,9 +31,9 @@ def _check_bound(bound: float) -> float:
     return bound
 
 
-def quantize_flow(
-        flow: np.ndarray,
-        bound: float = DEFAULT_FLOW_BOUND) -> Tuple[np.ndarray, np.ndarray]:
+def quantize_flow(flow: np.ndarray,
+                  bound: float = DEFAULT_FLOW_BOUND
+                  ) -> Tuple[np.ndarray, np.ndarray]:
     """Quantise a flow field to two uint8 images.
 
     Args:

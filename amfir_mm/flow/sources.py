@@ -15,8 +15,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..utils.io import (DataError, NoVideosFoundError, list_folder,
-                        read_image, walk_folders)
+from ..utils.io import (DataError, NoVideosFoundError, list_folder, read_image,
+                        walk_folders)
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.webm', '.mkv', '.mov', '.m4v', '.mpg',
                     '.mpeg', '.wmv', '.flv')

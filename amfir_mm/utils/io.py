@@ -43,7 +43,9 @@ class RefuseOverwriteError(DataError, FileExistsError):
     """A tool would overwrite or delete something it did not create."""
 
 
-def decode_image(content: bytes, path: str, flag: str = 'color',
+def decode_image(content: bytes,
+                 path: str,
+                 flag: str = 'color',
                  channel_order: str = 'bgr') -> np.ndarray:
     """Decode the bytes of an image file with :func:`mmcv.imfrombytes`.
 
@@ -60,8 +62,8 @@ def decode_image(content: bytes, path: str, flag: str = 'color',
             ``path``.
     """
     try:
-        image = mmcv.imfrombytes(content, flag=flag,
-                                 channel_order=channel_order)
+        image = mmcv.imfrombytes(
+            content, flag=flag, channel_order=channel_order)
     except cv2.error:  # empty input, or cvtColor of a failed decode
         image = None
     if image is None:
@@ -72,7 +74,8 @@ def decode_image(content: bytes, path: str, flag: str = 'color',
     return image
 
 
-def read_image(path: str, flag: str = 'color',
+def read_image(path: str,
+               flag: str = 'color',
                channel_order: str = 'bgr') -> np.ndarray:
     """Read and decode an image file (see :func:`decode_image`).
 
@@ -121,7 +124,8 @@ def list_folder(folder: str) -> Tuple[List[str], List[str]]:
     return folders, files
 
 
-def walk_folders(root: str, exclude: Optional[str] = None
+def walk_folders(root: str,
+                 exclude: Optional[str] = None
                  ) -> Iterator[Tuple[str, List[str], List[str]]]:
     """Like ``os.walk(root, followlinks=True)``, top-down, sorted, without
     hidden entries and safe from symlink loops.

@@ -42,9 +42,9 @@ def _channels_last_inputs(module: nn.Module, args: tuple) -> tuple:
     return tuple(_to_channels_last(a) for a in args)
 
 
-def convert_to_channels_last(
-        model: nn.Module,
-        input_modules: Optional[Sequence[str]] = None) -> List[str]:
+def convert_to_channels_last(model: nn.Module,
+                             input_modules: Optional[Sequence[str]] = None
+                             ) -> List[str]:
     """Put a model's 4D parameters and its backbones' 4D inputs in
     channels-last memory format (in place; idempotent).
 
@@ -65,8 +65,9 @@ def convert_to_channels_last(
     model.to(memory_format=torch.channels_last)
     modules = dict(model.named_modules())
     if input_modules is None:
-        input_modules = [n for n in modules
-                         if n.rsplit('.', 1)[-1] == 'backbone'] or ['']
+        input_modules = [
+            n for n in modules if n.rsplit('.', 1)[-1] == 'backbone'
+        ] or ['']
     for name in input_modules:
         module = modules[name]
         if not getattr(module, _FLAG, False):

@@ -79,8 +79,7 @@ def _console_handlers(logger: logging.Logger) -> list:
 
 
 def _file_handlers(logger: logging.Logger) -> list:
-    return [h for h in logger.handlers
-            if isinstance(h, logging.FileHandler)]
+    return [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
 
 
 @contextlib.contextmanager
@@ -186,8 +185,7 @@ class ToolRun:
                     if handler.baseFilename == log:
                         handler.close()
                         logger.removeHandler(handler)
-            kept = osp.join(_log_folder(),
-                            f'{self.tool}_{osp.basename(log)}')
+            kept = osp.join(_log_folder(), f'{self.tool}_{osp.basename(log)}')
             shutil.move(log, kept)
             shutil.rmtree(osp.join(self.work_dir, run_dir))
             log = kept
@@ -230,9 +228,8 @@ def build_tool_runner(cfg):
         run.runner = runner
     log = next((h.baseFilename for h in _file_handlers(runner.logger)), None)
     if log:
-        print_header(
-            run.tool if run is not None else 'log',
-            [f'log (with the config, environment and hooks): {log}'])
+        print_header(run.tool if run is not None else 'log',
+                     [f'log (with the config, environment and hooks): {log}'])
     return runner
 
 
@@ -277,14 +274,13 @@ def run_header(cfg, config: str, tool: str, checkpoint: str = None) -> list:
     if tool == 'train':
         train_cfg = cfg.get('train_cfg') or {}
         val = train_cfg.get('val_interval')
-        lines.append(
-            f'{model} from {config}: meta-train '
-            f'{plural(train_cfg.get("max_iters", 0), "iteration")}'
-            + (f', validation every {val}' if val and cfg.get('val_cfg')
-               else ''))
+        lines.append(f'{model} from {config}: meta-train '
+                     f'{plural(train_cfg.get("max_iters", 0), "iteration")}' +
+                     (f', validation every {val}'
+                      if val and cfg.get('val_cfg') else ''))
         lines.append(f'data: {describe_data(cfg.train_dataloader.dataset)}')
-        interval = cfg.get('default_hooks', {}).get('logger', {}).get(
-            'interval')
+        interval = cfg.get('default_hooks', {}).get('logger',
+                                                    {}).get('interval')
         lines.append(f'work dir: {cfg.work_dir}; loss and time left (ETA) '
                      f'are logged every {plural(interval, "iteration")}')
     else:
@@ -309,7 +305,9 @@ def set_metric_out_dir(cfg, out_dir: str) -> None:
             evaluator.setdefault('out_dir', out_dir)
 
 
-def accuracy_summary(metrics: dict, num_ways: int, num_shots: int,
+def accuracy_summary(metrics: dict,
+                     num_ways: int,
+                     num_shots: int,
                      prefix: str = 'fewshot') -> str:
     """The meta-test result as one plain line, e.g. ``novel-class 5-way
     1-shot accuracy: 79.9 ± 1.4 % (RGB 42.6, flow 74.4, average fusion
@@ -322,13 +320,17 @@ def accuracy_summary(metrics: dict, num_ways: int, num_shots: int,
         num_ways (int), num_shots (int): the test episodes' N and K.
         prefix (str): the metric's prefix.
     """
+
     def get(name):
         return metrics.get(f'{prefix}/{name}')
 
-    parts = [f'{label} {get(key):.1f}' for label, key in (
-        ('RGB', 'rgb_accuracy'), ('flow', 'flow_accuracy'),
-        ('average fusion', 'average_fusion_accuracy'),
-        ('oracle', 'oracle_accuracy')) if get(key) is not None]
+    parts = [
+        f'{label} {get(key):.1f}'
+        for label, key in (('RGB', 'rgb_accuracy'), ('flow', 'flow_accuracy'),
+                           ('average fusion', 'average_fusion_accuracy'),
+                           ('oracle', 'oracle_accuracy'))
+        if get(key) is not None
+    ]
     episodes = plural(int(get('num_episodes')), 'test episode')
     details = f'{", ".join(parts)}; {episodes}' if parts else episodes
     return (f'novel-class {num_ways}-way {num_shots}-shot accuracy: '
@@ -338,19 +340,22 @@ def accuracy_summary(metrics: dict, num_ways: int, num_shots: int,
 def _write_traceback(err: BaseException, run: ToolRun) -> str:
     """Append ``err``'s traceback to the run's log file (or a new file in
     ``<tempdir>/amfir_mm/``); returns the file."""
-    text = ''.join(traceback.format_exception(type(err), err,
-                                              err.__traceback__))
+    text = ''.join(
+        traceback.format_exception(type(err), err, err.__traceback__))
     log = run.log_file()
     if log is None:
-        log = osp.join(_log_folder(), f'{run.tool}_'
-                       f'{time.strftime("%Y%m%d_%H%M%S")}_{os.getpid()}.log')
+        log = osp.join(
+            _log_folder(), f'{run.tool}_'
+            f'{time.strftime("%Y%m%d_%H%M%S")}_{os.getpid()}.log')
     with open(log, 'a', encoding='utf-8') as f:
         f.write(f'{time.strftime("%Y/%m/%d %H:%M:%S")} - {run.tool} - '
                 f'ERROR - {error_line(err)}\n{text}')
     return log
 
 
-def run_tool(main: Callable, tool: str, argv: Optional[Sequence] = None,
+def run_tool(main: Callable,
+             tool: str,
+             argv: Optional[Sequence] = None,
              usage_errors: Tuple[type, ...] = ()) -> int:
     """Run a tool's ``main(argv)`` and return the exit status.
 

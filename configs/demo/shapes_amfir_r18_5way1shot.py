@@ -7,10 +7,11 @@ _base_ = [
     '../_base_/models/amfir_r50.py', '../_base_/datasets/shapes_paired.py'
 ]
 r18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
-head = dict(_delete_=True, type='PrototypeHead', metric='cosine',
-            temperature=0.1)
-model = dict(rgb=dict(backbone=r18, cls_head=head),
-             flow=dict(backbone=r18, cls_head=head))
+head = dict(
+    _delete_=True, type='PrototypeHead', metric='cosine', temperature=0.1)
+model = dict(
+    rgb=dict(backbone=r18, cls_head=head),
+    flow=dict(backbone=r18, cls_head=head))
 train_cfg = dict(max_iters=300, val_interval=150)
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=1e-3))
 param_scheduler = [
@@ -20,7 +21,11 @@ param_scheduler = [
 # final weights only (~90 MB, what tools/test.py and tools/fewshot_infer.py
 # need; with the optimiser state and a "best" copy it was ~600 MB). The
 # meta-test uses the final weights, so no "best" checkpoint is kept.
-default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=300, save_best=None,
-                                     max_keep_ckpts=1, save_optimizer=False,
-                                     save_param_scheduler=False))
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(
+        interval=300,
+        save_best=None,
+        max_keep_ckpts=1,
+        save_optimizer=False,
+        save_param_scheduler=False))

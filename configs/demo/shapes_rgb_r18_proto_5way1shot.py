@@ -9,6 +9,7 @@ optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=1e-3))
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, T_max=300, eta_min=1e-5)
 ]
-default_hooks = dict(logger=dict(interval=25),
-                     checkpoint=dict(interval=150, save_best='fewshot/accuracy',
-                                     rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=25),
+    checkpoint=dict(
+        interval=150, save_best='fewshot/accuracy', rule='greater'))

@@ -6,8 +6,11 @@ _base_ = [
 ]
 model = dict(
     type='FewShotRecognizer',
-    backbone=dict(type='EfficientNetLite', arch='efficientnet-lite0',
-                  pretrained='imagenet', norm_eval=True),
+    backbone=dict(
+        type='EfficientNetLite',
+        arch='efficientnet-lite0',
+        pretrained='imagenet',
+        norm_eval=True),
     cls_head=dict(type='PrototypeHead', metric='cosine', temperature=0.1),
     data_preprocessor=dict(
         type='ActionDataPreprocessor',
@@ -15,8 +18,8 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         format_shape='NCHW'))
 train_cfg = dict(max_iters=200, val_interval=200)
-optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=2e-5),
-                     clip_grad=None)
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='Adam', lr=2e-5), clip_grad=None)
 param_scheduler = []
-default_hooks = dict(logger=dict(interval=25),
-                     checkpoint=dict(interval=200, save_best=None))
+default_hooks = dict(
+    logger=dict(interval=25), checkpoint=dict(interval=200, save_best=None))

@@ -20,13 +20,18 @@ _base_ = [
     '../_base_/schedules/fewshot_iter.py',
     '../_base_/datasets/ssv2_mini_paired.py'
 ]
-effl0 = dict(_delete_=True, type='EfficientNetLite', arch='efficientnet-lite0',
-             pretrained='imagenet', norm_eval=True, frozen_stages=8,
-             drop_connect_rate=0.0)
-head = dict(_delete_=True, type='PrototypeHead', metric='cosine',
-            temperature=0.1)
-imagenet_norm = dict(mean=[123.675, 116.28, 103.53],
-                     std=[58.395, 57.12, 57.375])
+effl0 = dict(
+    _delete_=True,
+    type='EfficientNetLite',
+    arch='efficientnet-lite0',
+    pretrained='imagenet',
+    norm_eval=True,
+    frozen_stages=8,
+    drop_connect_rate=0.0)
+head = dict(
+    _delete_=True, type='PrototypeHead', metric='cosine', temperature=0.1)
+imagenet_norm = dict(
+    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 model = dict(
     rgb=dict(backbone=effl0, cls_head=head),
     flow=dict(in_channels=3, backbone=effl0, cls_head=head),
@@ -36,8 +41,11 @@ model = dict(
     # stays near 1/2). Chosen on val/ over the defaults (1-shot AMFIR 39.3
     # -> 40.0, benchmarks/results/ssv2_mini_exploration.json), before the
     # class cross-validation existed; its results keep them fixed.
-    asi=dict(type='ActiveSampleInference', topk=3, hidden_channels=32,
-             cross_modal=True),
+    asi=dict(
+        type='ActiveSampleInference',
+        topk=3,
+        hidden_channels=32,
+        cross_modal=True),
     loss_asi=dict(temperature=0.1),
     loss_amd=dict(type='AMDLoss', temperature=4.0, loss_weight=1.0))
 
@@ -45,13 +53,20 @@ model = dict(
 # cannot be edited in an MMEngine .py config (as MMAction2 configs do).
 num_frames, crop, short_side = 8, 112, 128
 train_pipeline = [
-    dict(type='SampleFrames', clip_len=1, frame_interval=1,
-         num_clips=num_frames),
+    dict(
+        type='SampleFrames',
+        clip_len=1,
+        frame_interval=1,
+        num_clips=num_frames),
     dict(type='PairedRawFrameDecode'),
     dict(type='StackRGBFlow'),
     dict(type='Resize', scale=(-1, short_side)),
-    dict(type='MultiScaleCrop', input_size=crop, scales=(1, 0.875, 0.75),
-         random_crop=False, max_wh_scale_gap=1),
+    dict(
+        type='MultiScaleCrop',
+        input_size=crop,
+        scales=(1, 0.875, 0.75),
+        random_crop=False,
+        max_wh_scale_gap=1),
     dict(type='Resize', scale=(crop, crop), keep_ratio=False),
     dict(type='SplitRGBFlow'),
     dict(type='FlowMagnitudeImage'),
@@ -59,8 +74,12 @@ train_pipeline = [
     dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
 ]
 test_pipeline = [
-    dict(type='SampleFrames', clip_len=1, frame_interval=1,
-         num_clips=num_frames, test_mode=True),
+    dict(
+        type='SampleFrames',
+        clip_len=1,
+        frame_interval=1,
+        num_clips=num_frames,
+        test_mode=True),
     dict(type='PairedRawFrameDecode'),
     dict(type='StackRGBFlow'),
     dict(type='Resize', scale=(-1, short_side)),
@@ -70,20 +89,22 @@ test_pipeline = [
     dict(type='PairedFormatShape', input_format='NCHW'),
     dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
 ]
-train_dataloader = dict(dataset=dict(
-    num_queries=2, dataset=dict(pipeline=train_pipeline)))
-test_dataloader = dict(dataset=dict(
-    num_episodes=2000, dataset=dict(pipeline=test_pipeline)))
-val_dataloader = dict(dataset=dict(
-    num_episodes=500, dataset=dict(pipeline=test_pipeline)))
+train_dataloader = dict(
+    dataset=dict(num_queries=2, dataset=dict(pipeline=train_pipeline)))
+test_dataloader = dict(
+    dataset=dict(num_episodes=2000, dataset=dict(pipeline=test_pipeline)))
+val_dataloader = dict(
+    dataset=dict(num_episodes=500, dataset=dict(pipeline=test_pipeline)))
 
 train_cfg = dict(max_iters=300, val_interval=300)
 optim_wrapper = dict(
-    _delete_=True, type='OptimWrapper',
+    _delete_=True,
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-2),
     clip_grad=dict(max_norm=10, norm_type=2))
-param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=False,
-                        T_max=300, eta_min=1e-6)]
-default_hooks = dict(logger=dict(interval=25),
-                     checkpoint=dict(interval=300, save_best=None,
-                                     max_keep_ckpts=1))
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=False, T_max=300, eta_min=1e-6)
+]
+default_hooks = dict(
+    logger=dict(interval=25),
+    checkpoint=dict(interval=300, save_best=None, max_keep_ckpts=1))

@@ -65,11 +65,12 @@ class CheckedRawFrameDecode(RawFrameDecode):
         for index in np.asarray(results['frame_inds']).reshape(-1):
             index = int(index) + offset
             if results['modality'] == 'Flow':
-                files += [(osp.join(directory, tmpl.format(axis, index)),
-                           'grayscale') for axis in 'xy']
+                files += [(osp.join(directory,
+                                    tmpl.format(axis, index)), 'grayscale')
+                          for axis in 'xy']
             else:
-                files.append((osp.join(directory, tmpl.format(index)),
-                              'color'))
+                files.append((osp.join(directory,
+                                       tmpl.format(index)), 'color'))
         return files
 
     def _raise_unreadable(self, results: dict) -> None:

@@ -343,9 +343,12 @@ class FlowMagnitudeImage(BaseTransform):
             centred = np.asarray(field, dtype=np.float32) - 128
             magnitude = np.minimum(
                 255, 2 * np.sqrt((centred**2).sum(-1, keepdims=True)))
-            images.append(np.concatenate(
-                [np.asarray(field, dtype=np.uint8),
-                 np.rint(magnitude).astype(np.uint8)], axis=-1))
+            images.append(
+                np.concatenate([
+                    np.asarray(field, dtype=np.uint8),
+                    np.rint(magnitude).astype(np.uint8)
+                ],
+                               axis=-1))
         results['flow'] = images
         return results
 

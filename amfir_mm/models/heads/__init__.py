@@ -1,6 +1,5 @@
-from .base_fewshot_head import (BaseFewShotHead, episode_shape,
-                                gather_videos, split_episode,
-                                split_episode_index)
+from .base_fewshot_head import (BaseFewShotHead, episode_shape, gather_videos,
+                                split_episode, split_episode_index)
 from .otam_head import OTAMHead, otam_cumulative_distance
 from .prototype_head import PrototypeHead
 from .trx_head import TRXHead

@@ -9,8 +9,8 @@ from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 
 
-def split_episode(feats: torch.Tensor, meta: dict
-                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+def split_episode(feats: torch.Tensor,
+                  meta: dict) -> Tuple[torch.Tensor, torch.Tensor]:
     """Split episodes' per-frame features into support and query.
 
     Args:
@@ -33,8 +33,8 @@ def split_episode(feats: torch.Tensor, meta: dict
     return videos[..., :n_support, :, :], videos[..., n_support:, :, :]
 
 
-def split_episode_index(video_index: torch.Tensor, meta: dict
-                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+def split_episode_index(video_index: torch.Tensor,
+                        meta: dict) -> Tuple[torch.Tensor, torch.Tensor]:
     """Split episodes' video indices into support and query, as
     :func:`split_episode` splits their features.
 
@@ -154,9 +154,9 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
             ``(..., M, N)`` distances, equal to :meth:`distances` of the
             gathered features (up to float rounding).
         """
-        return self.distances(gather_videos(cache, support_index),
-                              gather_videos(cache, query_index), num_ways,
-                              num_shots)
+        return self.distances(
+            gather_videos(cache, support_index),
+            gather_videos(cache, query_index), num_ways, num_shots)
 
     def forward(self, support: torch.Tensor, query: torch.Tensor,
                 num_ways: int, num_shots: int) -> torch.Tensor:
@@ -164,7 +164,9 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
         return -self.distances(support, query, num_ways,
                                num_shots) / self.temperature
 
-    def batch_logits(self, feats: Any, meta: dict,
+    def batch_logits(self,
+                     feats: Any,
+                     meta: dict,
                      video_index: Optional[torch.Tensor] = None
                      ) -> torch.Tensor:
         """Logits ``(E, N * Q, N)`` of ``E`` episodes of one shape.
@@ -181,13 +183,15 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
             support, query = split_episode(feats, meta)
             return self(support, query, meta['num_ways'], meta['num_shots'])
         support, query = split_episode_index(video_index, meta)
-        return -self.cached_distances(feats, support, query,
-                                      meta['num_ways'],
+        return -self.cached_distances(feats, support, query, meta['num_ways'],
                                       meta['num_shots']) / self.temperature
 
-    def episode_logits(self, feats: Any, data_samples: List,
-                       video_index: Optional[torch.Tensor] = None
-                       ) -> Union[torch.Tensor, List[torch.Tensor]]:
+    def episode_logits(
+        self,
+        feats: Any,
+        data_samples: List,
+        video_index: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Logits of every episode of a batch.
 
         Args:
@@ -208,10 +212,14 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
         if shape is not None:
             return self.batch_logits(feats, shape, video_index)
         if video_index is None:
-            return [self.batch_logits(f[None], s.metainfo)[0]
-                    for f, s in zip(feats, data_samples)]
-        return [self.batch_logits(feats, s.metainfo, index[None])[0]
-                for index, s in zip(video_index, data_samples)]
+            return [
+                self.batch_logits(f[None], s.metainfo)[0]
+                for f, s in zip(feats, data_samples)
+            ]
+        return [
+            self.batch_logits(feats, s.metainfo, index[None])[0]
+            for index, s in zip(video_index, data_samples)
+        ]
 
     def loss(self, feats: torch.Tensor, data_samples: List,
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -224,7 +232,9 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
                          for lg, y in zip(logits, labels)]).mean()
         return dict(loss_cls=loss, acc=acc.detach())
 
-    def predict(self, feats: Any, data_samples: List,
+    def predict(self,
+                feats: Any,
+                data_samples: List,
                 video_index: Optional[torch.Tensor] = None,
                 **kwargs) -> List:
         """Set each episode's ``pred_score`` ``(N * Q, N)`` posterior and

@@ -50,12 +50,15 @@ def otam_cumulative_distance(dists: torch.Tensor,
     neg_dists = neg_dists.contiguous()
     first = [neg_dists[0, 0]]
     for row in neg_dists[0, 1:]:
-        first.append(row + torch.logaddexp(first[-1].new_tensor(math.log(2)),
-                                           first[-1]))
+        first.append(
+            row +
+            torch.logaddexp(first[-1].new_tensor(math.log(2)), first[-1]))
     col = torch.stack(first)
     for frames in neg_dists[1:]:
-        col = torch.cat([col[:1] + frames[:1],
-                         frames[1:] + torch.logaddexp(col[:-1], col[1:])])
+        col = torch.cat([
+            col[:1] + frames[:1],
+            frames[1:] + torch.logaddexp(col[:-1], col[1:])
+        ])
     # The end pad's vertical recursion, unrolled: with E = exp(h),
     # E(l, S+1) = E(l-1, S) + E(l, S) + E(l-1, S+1) and E(0, S+1) =
     # E(0, S), so E(L-1, S+1) = 2 sum_{l < L-1} E(l, S) + E(L-1, S).
@@ -90,9 +93,13 @@ class OTAMHead(BaseFewShotHead):
             the frame distances of its own pairs.
     """
 
-    def __init__(self, gamma: float = 0.1, learn_gamma: bool = False,
-                 symmetric: bool = True, temperature: float = 1.0,
-                 cache_max_mb: float = 1024, **kwargs) -> None:
+    def __init__(self,
+                 gamma: float = 0.1,
+                 learn_gamma: bool = False,
+                 symmetric: bool = True,
+                 temperature: float = 1.0,
+                 cache_max_mb: float = 1024,
+                 **kwargs) -> None:
         if gamma <= 0:
             raise ValueError(f'gamma must be > 0, got {gamma}')
         super().__init__(temperature=temperature, **kwargs)
@@ -137,9 +144,9 @@ class OTAMHead(BaseFewShotHead):
     def distances(self, support: torch.Tensor, query: torch.Tensor,
                   num_ways: int, num_shots: int) -> torch.Tensor:
         return self.alignment_distances(
-            self.frame_distances(F.normalize(query, dim=-1),
-                                 F.normalize(support, dim=-1)), num_ways,
-            num_shots)
+            self.frame_distances(
+                F.normalize(query, dim=-1), F.normalize(support, dim=-1)),
+            num_ways, num_shots)
 
     def cache_videos(self, videos: torch.Tensor) -> dict:
         """Per-video work of the cached meta-test.
@@ -162,8 +169,7 @@ class OTAMHead(BaseFewShotHead):
         cache = dict(unit_frames=unit)
         table_mb = (num_videos * frames)**2 * unit.element_size() / 2**20
         if table_mb <= self.cache_max_mb:
-            cache['pair_table'] = unit.new_empty(num_videos**2, frames,
-                                                 frames)
+            cache['pair_table'] = unit.new_empty(num_videos**2, frames, frames)
             cache['pair_known'] = torch.zeros(
                 num_videos**2, dtype=torch.bool, device=unit.device)
         return cache
@@ -189,5 +195,5 @@ class OTAMHead(BaseFewShotHead):
                 gather_videos(unit, new // num_videos).unsqueeze(1),
                 gather_videos(unit, new % num_videos).unsqueeze(1))[:, 0, 0]
             known[new] = True
-        return self.alignment_distances(gather_videos(table, pairs),
-                                        num_ways, num_shots)
+        return self.alignment_distances(
+            gather_videos(table, pairs), num_ways, num_shots)

@@ -20,7 +20,9 @@ class PrototypeHead(BaseFewShotHead):
         temperature (float): initial ``tau``; defaults suit cosine (0.1).
     """
 
-    def __init__(self, metric: str = 'cosine', temperature: float = 0.1,
+    def __init__(self,
+                 metric: str = 'cosine',
+                 temperature: float = 0.1,
                  **kwargs) -> None:
         if metric not in ('cosine', 'euclidean'):
             raise ValueError(f'metric must be cosine or euclidean, got '
@@ -30,8 +32,8 @@ class PrototypeHead(BaseFewShotHead):
 
     def distances(self, support: torch.Tensor, query: torch.Tensor,
                   num_ways: int, num_shots: int) -> torch.Tensor:
-        return self.embedding_distances(support.mean(-2), query.mean(-2),
-                                        num_ways, num_shots)
+        return self.embedding_distances(
+            support.mean(-2), query.mean(-2), num_ways, num_shots)
 
     def embedding_distances(self, support: torch.Tensor, query: torch.Tensor,
                             num_ways: int, num_shots: int) -> torch.Tensor:
@@ -46,8 +48,9 @@ class PrototypeHead(BaseFewShotHead):
         """
         prototypes = support.unflatten(-2, (num_ways, num_shots)).mean(-2)
         if self.metric == 'cosine':
-            return 1 - F.normalize(query, dim=-1) @ F.normalize(
-                prototypes, dim=-1).transpose(-1, -2)
+            return 1 - F.normalize(
+                query, dim=-1) @ F.normalize(
+                    prototypes, dim=-1).transpose(-1, -2)
         return torch.cdist(query, prototypes).pow(2) / query.shape[-1]
 
     def cache_videos(self, videos: torch.Tensor) -> torch.Tensor:

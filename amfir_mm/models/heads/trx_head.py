@@ -13,12 +13,13 @@ from .base_fewshot_head import BaseFewShotHead, gather_videos
 KeysValues = List[Tuple[torch.Tensor, torch.Tensor]]
 
 
-def sinusoidal_encoding(length: int, channels: int,
+def sinusoidal_encoding(length: int,
+                        channels: int,
                         device=None) -> torch.Tensor:
     """``(length, channels)`` sinusoidal positional encoding (Vaswani et
     al.): ``sin`` on even and ``cos`` on odd channels."""
-    position = torch.arange(length, dtype=torch.float32,
-                            device=device).unsqueeze(1)
+    position = torch.arange(
+        length, dtype=torch.float32, device=device).unsqueeze(1)
     div = torch.exp(
         torch.arange(0, channels, 2, dtype=torch.float32, device=device) *
         (-math.log(10000.0) / channels))
@@ -59,10 +60,15 @@ class TRXHead(BaseFewShotHead):
             own videos' tuples.
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 1152,
-                 cardinalities: Sequence[int] = (2, 3), dropout: float = 0.1,
-                 pe_scale: float = 0.1, temperature: float = 1.0,
-                 cache_max_mb: float = 1024, **kwargs) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int = 1152,
+                 cardinalities: Sequence[int] = (2, 3),
+                 dropout: float = 0.1,
+                 pe_scale: float = 0.1,
+                 temperature: float = 1.0,
+                 cache_max_mb: float = 1024,
+                 **kwargs) -> None:
         super().__init__(temperature=temperature, **kwargs)
         if not cardinalities or min(cardinalities) < 1:
             raise ValueError(f'bad cardinalities {cardinalities}')
@@ -82,15 +88,15 @@ class TRXHead(BaseFewShotHead):
             nn.LayerNorm(out_channels) for _ in self.cardinalities)
 
     @staticmethod
-    def tuples(num_frames: int, cardinality: int,
-               device=None) -> torch.Tensor:
+    def tuples(num_frames: int, cardinality: int, device=None) -> torch.Tensor:
         """``(P, c)`` frame indices of all ordered ``c``-tuples."""
         if cardinality > num_frames:
             raise ValueError(f'cardinality {cardinality} needs at least '
                              f'{cardinality} frames, got {num_frames}')
         return torch.tensor(
             list(combinations(range(num_frames), cardinality)),
-            dtype=torch.long, device=device)
+            dtype=torch.long,
+            device=device)
 
     def _tuple_features(self, x: torch.Tensor,
                         index: torch.Tensor) -> torch.Tensor:
@@ -134,8 +140,7 @@ class TRXHead(BaseFewShotHead):
             # all K * P support tuples of a class: (..., N, K * P, D)
             s_key = s_key.unflatten(-3, (num_ways, num_shots)).flatten(-3, -2)
             s_val = s_val.unflatten(-3, (num_ways, num_shots)).flatten(-3, -2)
-            attn = torch.einsum('...mpd,...nqd->...mnpq', q_key,
-                                s_key) / scale
+            attn = torch.einsum('...mpd,...nqd->...mnpq', q_key, s_key) / scale
             prototypes = torch.einsum('...mnpq,...nqd->...mnpd',
                                       attn.softmax(-1),
                                       s_val)  # (..., M, N, P, D)
@@ -149,9 +154,9 @@ class TRXHead(BaseFewShotHead):
 
     def distances(self, support: torch.Tensor, query: torch.Tensor,
                   num_ways: int, num_shots: int) -> torch.Tensor:
-        return self.tuple_distances(self.tuple_keys_values(support),
-                                    self.tuple_keys_values(query), num_ways,
-                                    num_shots)
+        return self.tuple_distances(
+            self.tuple_keys_values(support), self.tuple_keys_values(query),
+            num_ways, num_shots)
 
     def cache_videos(self, videos: torch.Tensor, batch_size: int = 64):
         """Per-video work of the cached meta-test: every video's tuple keys
@@ -170,8 +175,10 @@ class TRXHead(BaseFewShotHead):
             math.comb(num_frames, c) for c in self.cardinalities)
         if values * videos.element_size() / 2**20 > self.cache_max_mb:
             return dict(frames=videos)
-        parts = [self.tuple_keys_values(videos[i:i + batch_size])
-                 for i in range(0, num_videos, batch_size)]
+        parts = [
+            self.tuple_keys_values(videos[i:i + batch_size])
+            for i in range(0, num_videos, batch_size)
+        ]
         return dict(keys_values=[
             tuple(torch.cat([p[c][j] for p in parts]) for j in range(2))
             for c in range(len(self.cardinalities))
@@ -188,5 +195,5 @@ class TRXHead(BaseFewShotHead):
             return [(gather_videos(k, index), gather_videos(v, index))
                     for k, v in cache['keys_values']]
 
-        return self.tuple_distances(gather(support_index),
-                                    gather(query_index), num_ways, num_shots)
+        return self.tuple_distances(
+            gather(support_index), gather(query_index), num_ways, num_shots)

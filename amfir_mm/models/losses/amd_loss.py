@@ -22,7 +22,8 @@ class AMDLoss(BaseWeightedLoss):
         loss_weight (float): ``lambda_AMD``.
     """
 
-    def __init__(self, temperature: float = 4.0,
+    def __init__(self,
+                 temperature: float = 4.0,
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         if temperature <= 0:

@@ -53,8 +53,11 @@ class ASILoss(BaseWeightedLoss):
         loss_weight (float): ``lambda_ASI``.
     """
 
-    def __init__(self, beta: float = 1.0, label_smoothing: float = 0.1,
-                 temperature: float = 1.0, loss_weight: float = 1.0) -> None:
+    def __init__(self,
+                 beta: float = 1.0,
+                 label_smoothing: float = 0.1,
+                 temperature: float = 1.0,
+                 loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         if not 0 <= label_smoothing < 1:
             raise ValueError(f'label_smoothing must be in [0, 1), got '
@@ -79,8 +82,7 @@ class ASILoss(BaseWeightedLoss):
         energy = free_energy(log_probs, pref.to(log_probs), self.beta)
         return F.softmax(-energy / self.temperature, dim=-1)
 
-    def _forward(self, log_reliability: torch.Tensor,
-                 log_probs: torch.Tensor,
+    def _forward(self, log_reliability: torch.Tensor, log_probs: torch.Tensor,
                  labels: torch.Tensor) -> torch.Tensor:
         """
         Args:

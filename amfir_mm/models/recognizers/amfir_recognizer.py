@@ -20,11 +20,16 @@ DEFAULT_INPUT_KEYS = dict(rgb='imgs', flow='flow')
 DEFAULT_PREPROCESSOR = dict(
     type='MultiModalDataPreprocessor',
     preprocessors=dict(
-        imgs=dict(type='ActionDataPreprocessor',
-                  mean=[123.675, 116.28, 103.53],
-                  std=[58.395, 57.12, 57.375], format_shape='NCHW'),
-        flow=dict(type='ActionDataPreprocessor', mean=[128, 128],
-                  std=[128, 128], format_shape='NCHW')))
+        imgs=dict(
+            type='ActionDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            format_shape='NCHW'),
+        flow=dict(
+            type='ActionDataPreprocessor',
+            mean=[128, 128],
+            std=[128, 128],
+            format_shape='NCHW')))
 
 
 @MODELS.register_module()
@@ -108,8 +113,9 @@ class AMFIRRecognizer(BaseModel):
                  loss_asi: dict = dict(type='ASILoss'),
                  pretrained_in_channels: int = 3,
                  data_preprocessor: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=copy.deepcopy(
-            data_preprocessor or DEFAULT_PREPROCESSOR))
+        super().__init__(
+            data_preprocessor=copy.deepcopy(data_preprocessor
+                                            or DEFAULT_PREPROCESSOR))
         unknown = set(modalities) - set(ALL_MODALITIES)
         if unknown or not modalities:
             raise ValueError(f'modalities must be a non-empty subset of '
@@ -141,22 +147,25 @@ class AMFIRRecognizer(BaseModel):
             built_pretrained = pretrained_at_build(cfg.get('backbone') or {})
             branch = MODELS.build(cfg)
             # a pretrained kernel is averaged, a random one re-initialised
-            set_input_channels(first_conv(branch.backbone),
-                               self.in_channels[m], average=built_pretrained)
+            set_input_channels(
+                first_conv(branch.backbone),
+                self.in_channels[m],
+                average=built_pretrained)
             self.branches[m] = branch
 
         multimodal = len(self.modalities) > 1
         self.asi = self.loss_asi = None
         if multimodal and reliability == 'asi':
-            asi_cfg = dict(type='ActiveSampleInference',
-                           num_modalities=len(self.modalities))
+            asi_cfg = dict(
+                type='ActiveSampleInference',
+                num_modalities=len(self.modalities))
             asi_cfg.update(asi or {})
             self.asi = MODELS.build(asi_cfg)
             self.loss_asi = MODELS.build(loss_asi)
-        self.loss_amd = (MODELS.build(loss_amd)
-                         if multimodal and loss_amd else None)
-        self.loss_fused = (MODELS.build(loss_fused)
-                           if multimodal and loss_fused else None)
+        self.loss_amd = (
+            MODELS.build(loss_amd) if multimodal and loss_amd else None)
+        self.loss_fused = (
+            MODELS.build(loss_fused) if multimodal and loss_fused else None)
 
     def init_weights(self) -> None:
         """Initialise as usual, loading pretrained RGB weights into the
@@ -166,14 +175,15 @@ class AMFIRRecognizer(BaseModel):
             for m, branch in self.branches.items():
                 if (self.in_channels[m] != self.pretrained_in_channels
                         and loads_pretrained(branch.backbone)):
-                    stack.enter_context(pretrained_input_channels(
-                        branch.backbone, self.in_channels[m],
-                        self.pretrained_in_channels))
+                    stack.enter_context(
+                        pretrained_input_channels(branch.backbone,
+                                                  self.in_channels[m],
+                                                  self.pretrained_in_channels))
             super().init_weights()
 
     # -- features and per-episode outputs ---------------------------------
-    def extract_feat(self, inputs: Union[Dict[str, torch.Tensor],
-                                         torch.Tensor],
+    def extract_feat(self,
+                     inputs: Union[Dict[str, torch.Tensor], torch.Tensor],
                      test_mode: bool = False) -> Dict[str, torch.Tensor]:
         """Per-frame features of every modality.
 
@@ -196,8 +206,7 @@ class AMFIRRecognizer(BaseModel):
             if key not in inputs:
                 raise KeyError(f'the {m} branch reads inputs[{key!r}], but '
                                f'the inputs hold {sorted(inputs)}')
-            feats[m], _ = branch.extract_feat(inputs[key],
-                                              test_mode=test_mode)
+            feats[m], _ = branch.extract_feat(inputs[key], test_mode=test_mode)
         return feats
 
     def _uniform(self, log_probs: torch.Tensor) -> torch.Tensor:
@@ -229,7 +238,9 @@ class AMFIRRecognizer(BaseModel):
                 cache[m]['pooled'] = feats[m].mean(1)
         return cache
 
-    def batch_outputs(self, feats: dict, meta: dict,
+    def batch_outputs(self,
+                      feats: dict,
+                      meta: dict,
                       video_index: Optional[torch.Tensor] = None
                       ) -> Dict[str, torch.Tensor]:
         """Logits, log-posteriors and ``log pi`` of a batch of episodes of
@@ -252,15 +263,15 @@ class AMFIRRecognizer(BaseModel):
         logits, pooled = [], []
         for m, branch in self.branches.items():
             head_feats = feats[m] if video_index is None else feats[m]['head']
-            logits.append(branch.cls_head.batch_logits(head_feats, meta,
-                                                       video_index))
+            logits.append(
+                branch.cls_head.batch_logits(head_feats, meta, video_index))
             if use_feats:
                 pooled.append(_pooled_queries(feats[m], meta, video_index))
         logits = torch.stack(logits, dim=2)
         log_probs = F.log_softmax(logits, dim=-1)
         if self.asi is not None:
-            log_pi = self.asi(log_probs.flatten(0, 1),
-                              pooled if use_feats else None)
+            log_pi = self.asi(
+                log_probs.flatten(0, 1), pooled if use_feats else None)
             log_pi = log_pi.unflatten(0, log_probs.shape[:2])
         else:
             log_pi = self._uniform(log_probs).log()
@@ -282,9 +293,11 @@ class AMFIRRecognizer(BaseModel):
         if shape is not None:
             return _unbatch(self.batch_outputs(feats, shape))
         return [
-            _unbatch(self.batch_outputs({m: f[b, None]
-                                         for m, f in feats.items()},
-                                        sample.metainfo))[0]
+            _unbatch(
+                self.batch_outputs({
+                    m: f[b, None]
+                    for m, f in feats.items()
+                }, sample.metainfo))[0]
             for b, sample in enumerate(data_samples)
         ]
 
@@ -296,8 +309,8 @@ class AMFIRRecognizer(BaseModel):
                                      out['log_pi'])
         losses = {}
         for s, (m, branch) in enumerate(self.branches.items()):
-            losses[f'loss_{m}'] = branch.cls_head.loss_cls(logits[:, s],
-                                                           labels)
+            losses[f'loss_{m}'] = branch.cls_head.loss_cls(
+                logits[:, s], labels)
             losses[f'acc_{m}'] = _accuracy(logits[:, s], labels)
         if len(self.modalities) == 1:
             return losses
@@ -323,11 +336,13 @@ class AMFIRRecognizer(BaseModel):
         feats = self.extract_feat(inputs)
         episodes = [
             self.episode_losses(out, sample.gt_label.to(out['logits'].device))
-            for out, sample in zip(self.episode_outputs(feats, data_samples),
-                                   data_samples)
+            for out, sample in zip(
+                self.episode_outputs(feats, data_samples), data_samples)
         ]
-        return {k: torch.stack([ep[k] for ep in episodes]).mean()
-                for k in episodes[0]}
+        return {
+            k: torch.stack([ep[k] for ep in episodes]).mean()
+            for k in episodes[0]
+        }
 
     def predict(self, inputs, data_samples: List, **kwargs) -> List:
         """Set the fused and per-modality posteriors and ``pi`` per episode.
@@ -348,7 +363,9 @@ class AMFIRRecognizer(BaseModel):
         data = self.data_preprocessor(data, False)
         return self.extract_feat(data['inputs'], test_mode=True)
 
-    def predict_episodes(self, feats: dict, data_samples: List,
+    def predict_episodes(self,
+                         feats: dict,
+                         data_samples: List,
                          video_index: Optional[torch.Tensor] = None) -> List:
         """Predictions of a batch of episodes (see :meth:`predict`).
 
@@ -373,9 +390,11 @@ class AMFIRRecognizer(BaseModel):
         if shape is None:  # episodes of several shapes: one by one
             for b, sample in enumerate(data_samples):
                 if video_index is None:
-                    self.predict_episodes({m: f[b, None]
-                                           for m, f in feats.items()},
-                                          [sample])
+                    self.predict_episodes(
+                        {
+                            m: f[b, None]
+                            for m, f in feats.items()
+                        }, [sample])
                 else:
                     self.predict_episodes(feats, [sample],
                                           video_index[b][None])
@@ -385,17 +404,19 @@ class AMFIRRecognizer(BaseModel):
         if len(self.modalities) > 1:
             weights = pi if self.adaptive_inference else \
                 self._uniform(log_probs)
-            fused = fuse_posteriors(log_probs.flatten(0, 1),
-                                    weights.flatten(0, 1), self.fusion)
+            fused = fuse_posteriors(
+                log_probs.flatten(0, 1), weights.flatten(0, 1), self.fusion)
             scores = fused.unflatten(0, log_probs.shape[:2]).exp()
         else:
             scores = log_probs[..., 0, :].exp()
         full_pi = pi.new_zeros(*pi.shape[:-1], len(ALL_MODALITIES))
         full_pi[..., [ALL_MODALITIES.index(m) for m in self.modalities]] = pi
-        fields = {f'{m}_score': log_probs[..., s, :].exp()
-                  for s, m in enumerate(self.modalities)}
-        fields.update(reliability=full_pi,
-                      selected_modality=full_pi.argmax(-1))
+        fields = {
+            f'{m}_score': log_probs[..., s, :].exp()
+            for s, m in enumerate(self.modalities)
+        }
+        fields.update(
+            reliability=full_pi, selected_modality=full_pi.argmax(-1))
         # per-episode clones: a view would keep (and pickle, e.g. in
         # DumpResults) the whole batch
         scores, labels = _per_episode(scores), _per_episode(scores.argmax(-1))
@@ -411,8 +432,11 @@ class AMFIRRecognizer(BaseModel):
         """``tensor`` mode: the per-frame features of every modality."""
         return self.extract_feat(inputs)
 
-    def forward(self, inputs, data_samples: Optional[List] = None,
-                mode: str = 'tensor', **kwargs):
+    def forward(self,
+                inputs,
+                data_samples: Optional[List] = None,
+                mode: str = 'tensor',
+                **kwargs):
         """MMEngine's entry: ``mode`` is ``'loss'``, ``'predict'`` or
         ``'tensor'`` (as :class:`mmaction.models.BaseRecognizer`)."""
         if mode == 'tensor':

@@ -19,8 +19,11 @@ class FewShotRecognizer(Recognizer2D):
     ``loss`` / ``predict`` / ``tensor`` modes come from ``BaseRecognizer``.
     """
 
-    def extract_feat(self, inputs: torch.Tensor, stage: str = 'backbone',
-                     data_samples=None, test_mode: bool = False,
+    def extract_feat(self,
+                     inputs: torch.Tensor,
+                     stage: str = 'backbone',
+                     data_samples=None,
+                     test_mode: bool = False,
                      **kwargs) -> tuple:
         """Per-frame features.
 
@@ -98,7 +101,9 @@ class FewShotRecognizer(Recognizer2D):
         features."""
         return self.cls_head.cache_videos(videos)
 
-    def predict_episodes(self, feats: Any, data_samples: List,
+    def predict_episodes(self,
+                         feats: Any,
+                         data_samples: List,
                          video_index: Optional[torch.Tensor] = None) -> List:
         """Predict a batch of episodes from ``(B, V * T, C')`` features or,
         with ``video_index`` ``(B, V)``, from :meth:`cache_videos` of all
@@ -106,5 +111,5 @@ class FewShotRecognizer(Recognizer2D):
         :mod:`amfir_mm.engine.cached_episode_loops`); the head batches
         episodes of one shape (see :meth:`BaseFewShotHead.episode_logits`).
         """
-        return self.cls_head.predict(feats, data_samples,
-                                     video_index=video_index)
+        return self.cls_head.predict(
+            feats, data_samples, video_index=video_index)

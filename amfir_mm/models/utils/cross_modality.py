@@ -43,7 +43,8 @@ def first_conv(backbone: nn.Module) -> nn.Conv2d:
                     'to the input channels')
 
 
-def set_input_channels(conv: nn.Conv2d, in_channels: int,
+def set_input_channels(conv: nn.Conv2d,
+                       in_channels: int,
                        average: bool = True) -> nn.Conv2d:
     """Give ``conv`` ``in_channels`` inputs.
 
@@ -65,16 +66,18 @@ def set_input_channels(conv: nn.Conv2d, in_channels: int,
     # Keep the kernel's memory format (channels-last models, see
     # amfir_mm.utils.memory_format): a DDP-wrapped parameter must not change
     # its strides.
-    layout = (torch.channels_last
-              if conv.weight.is_contiguous(memory_format=torch.channels_last)
-              and not conv.weight.is_contiguous() else torch.contiguous_format)
+    layout = (
+        torch.channels_last
+        if conv.weight.is_contiguous(memory_format=torch.channels_last)
+        and not conv.weight.is_contiguous() else torch.contiguous_format)
     with torch.no_grad():
         if average:
             mean = conv.weight.data.mean(dim=1, keepdim=True)
             kernel = mean.repeat(1, in_channels, 1, 1)
         else:
-            kernel = conv.weight.data.new_empty(
-                (conv.out_channels, in_channels) + conv.weight.shape[2:])
+            kernel = conv.weight.data.new_empty((conv.out_channels,
+                                                 in_channels) +
+                                                conv.weight.shape[2:])
         conv.weight.data = kernel.contiguous(memory_format=layout)
     conv.weight.grad = None
     conv.in_channels = in_channels
@@ -91,10 +94,10 @@ def loads_pretrained(backbone: nn.Module) -> bool:
     if getattr(backbone, 'pretrained', None):
         return True
     init_cfg = getattr(backbone, 'init_cfg', None)
-    init_cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [
-        init_cfg]
-    return any(isinstance(c, dict) and c.get('type') == 'Pretrained'
-               for c in init_cfgs)
+    init_cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return any(
+        isinstance(c, dict) and c.get('type') == 'Pretrained'
+        for c in init_cfgs)
 
 
 def pretrained_at_build(backbone_cfg: dict) -> bool:
@@ -103,14 +106,14 @@ def pretrained_at_build(backbone_cfg: dict) -> bool:
     ``pretrained`` / ``weights`` set (they are built with their weights;
     other backbones load theirs in ``init_weights``)."""
     kind = backbone_cfg.get('type')
-    return (isinstance(kind, str)
-            and kind.startswith(('torchvision.', 'timm.'))
-            and bool(backbone_cfg.get('pretrained')
-                     or backbone_cfg.get('weights')))
+    return (isinstance(kind, str) and kind.startswith(
+        ('torchvision.', 'timm.')) and bool(
+            backbone_cfg.get('pretrained') or backbone_cfg.get('weights')))
 
 
 @contextmanager
-def pretrained_input_channels(backbone: nn.Module, in_channels: int,
+def pretrained_input_channels(backbone: nn.Module,
+                              in_channels: int,
                               pretrained_channels: int = 3
                               ) -> Iterator[nn.Conv2d]:
     """Let pretrained RGB weights load into a backbone adapted to

@@ -8,16 +8,19 @@
 num_frames, crop, short_side = 8, 224, 256
 num_ways, num_shots = 5, 1
 
-sample_frames = dict(type='SampleFrames', clip_len=1, frame_interval=1,
-                     num_clips=num_frames)
+sample_frames = dict(
+    type='SampleFrames', clip_len=1, frame_interval=1, num_clips=num_frames)
 train_pipeline = [
     sample_frames,
     dict(type='PairedRawFrameDecode'),
     dict(type='StackRGBFlow'),
     dict(type='Resize', scale=(-1, short_side)),
-    dict(type='MultiScaleCrop', input_size=crop,
-         scales=(1, 0.875, 0.75, 0.66), random_crop=False,
-         max_wh_scale_gap=1),
+    dict(
+        type='MultiScaleCrop',
+        input_size=crop,
+        scales=(1, 0.875, 0.75, 0.66),
+        random_crop=False,
+        max_wh_scale_gap=1),
     dict(type='Resize', scale=(crop, crop), keep_ratio=False),
     # no Flip here: SSv2 labels name directions; see train_pipeline_flip
     dict(type='SplitRGBFlow'),
@@ -25,8 +28,8 @@ train_pipeline = [
     dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
 ]
 # for datasets whose labels survive a horizontal flip (Kinetics, HMDB, UCF)
-train_pipeline_flip = train_pipeline[:6] + [
-    dict(type='Flip', flip_ratio=0.5)] + train_pipeline[6:]
+train_pipeline_flip = train_pipeline[:6] + [dict(type='Flip', flip_ratio=0.5)
+                                            ] + train_pipeline[6:]
 test_pipeline = [
     dict(sample_frames, test_mode=True),
     dict(type='PairedRawFrameDecode'),
@@ -52,8 +55,11 @@ train_dataloader = dict(
     dataset=dict(
         type='EpisodicDataset',
         dataset=dict(video_dataset, pipeline=train_pipeline),
-        num_ways=num_ways, num_shots=num_shots, num_queries=1,
-        num_episodes=100000, seed=1))
+        num_ways=num_ways,
+        num_shots=num_shots,
+        num_queries=1,
+        num_episodes=100000,
+        seed=1))
 val_dataloader = dict(
     batch_size=1,
     num_workers=4,
@@ -62,8 +68,11 @@ val_dataloader = dict(
     dataset=dict(
         type='EpisodicDataset',
         dataset=dict(video_dataset, pipeline=test_pipeline, test_mode=True),
-        num_ways=num_ways, num_shots=num_shots, num_queries=1,
-        num_episodes=1000, seed=2))
+        num_ways=num_ways,
+        num_shots=num_shots,
+        num_queries=1,
+        num_episodes=1000,
+        seed=2))
 test_dataloader = dict(
     batch_size=1,
     num_workers=4,
@@ -72,7 +81,10 @@ test_dataloader = dict(
     dataset=dict(
         type='EpisodicDataset',
         dataset=dict(video_dataset, pipeline=test_pipeline, test_mode=True),
-        num_ways=num_ways, num_shots=num_shots, num_queries=1,
-        num_episodes=10000, seed=3))
+        num_ways=num_ways,
+        num_shots=num_shots,
+        num_queries=1,
+        num_episodes=10000,
+        seed=3))
 val_evaluator = dict(type='FewShotAccuracy')
 test_evaluator = val_evaluator

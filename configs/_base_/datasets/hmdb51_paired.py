@@ -5,8 +5,9 @@ train_pipeline = {{_base_.train_pipeline_flip}}
 
 
 def _split(split):
-    return dict(ann_file=f'{data_root}/splits/{split}.txt',
-                data_prefix=dict(img=f'{data_root}/rawframes'))
+    return dict(
+        ann_file=f'{data_root}/splits/{split}.txt',
+        data_prefix=dict(img=f'{data_root}/rawframes'))
 
 
 train_dataloader = dict(

@@ -5,8 +5,9 @@ _base_ = ['./shapes_rgb.py']
 _flow = [
     dict(type='FlowPairIndices'),
     dict(type='RawFrameDecode'),
-    dict(type='ComputeFlow',
-         estimator=dict(type='DISFlowEstimator', preset='medium')),
+    dict(
+        type='ComputeFlow',
+        estimator=dict(type='DISFlowEstimator', preset='medium')),
     dict(type='StackRGBFlow'),
     dict(type='Resize', scale=(-1, 64)),
 ]
@@ -22,8 +23,12 @@ train_pipeline = [
     *_pack,
 ]
 test_pipeline = [
-    dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8,
-         test_mode=True),
+    dict(
+        type='SampleFrames',
+        clip_len=1,
+        frame_interval=1,
+        num_clips=8,
+        test_mode=True),
     *_flow,
     dict(type='CenterCrop', crop_size=56),
     *_pack,

@@ -4,8 +4,11 @@ num_frames, crop = 8, 56
 num_ways, num_shots = 5, 1
 
 train_pipeline = [
-    dict(type='SampleFrames', clip_len=1, frame_interval=1,
-         num_clips=num_frames),
+    dict(
+        type='SampleFrames',
+        clip_len=1,
+        frame_interval=1,
+        num_clips=num_frames),
     dict(type='RawFrameDecode'),
     dict(type='Resize', scale=(-1, 64)),
     dict(type='RandomCrop', size=crop),  # no flip: it swaps left/right
@@ -13,8 +16,12 @@ train_pipeline = [
     dict(type='PackActionInputs')
 ]
 test_pipeline = [
-    dict(type='SampleFrames', clip_len=1, frame_interval=1,
-         num_clips=num_frames, test_mode=True),
+    dict(
+        type='SampleFrames',
+        clip_len=1,
+        frame_interval=1,
+        num_clips=num_frames,
+        test_mode=True),
     dict(type='RawFrameDecode'),
     dict(type='Resize', scale=(-1, 64)),
     dict(type='CenterCrop', crop_size=crop),
@@ -40,8 +47,11 @@ train_dataloader = dict(
     dataset=dict(
         type='EpisodicDataset',
         dataset=_split('train', train_pipeline, False),
-        num_ways=num_ways, num_shots=num_shots, num_queries=3,
-        num_episodes=100000, seed=1))
+        num_ways=num_ways,
+        num_shots=num_shots,
+        num_queries=3,
+        num_episodes=100000,
+        seed=1))
 val_dataloader = dict(
     batch_size=1,
     num_workers=2,
@@ -50,8 +60,11 @@ val_dataloader = dict(
     dataset=dict(
         type='EpisodicDataset',
         dataset=_split('val', test_pipeline, True),
-        num_ways=num_ways, num_shots=num_shots, num_queries=1,
-        num_episodes=200, seed=2))
+        num_ways=num_ways,
+        num_shots=num_shots,
+        num_queries=1,
+        num_episodes=200,
+        seed=2))
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,
@@ -60,7 +73,10 @@ test_dataloader = dict(
     dataset=dict(
         type='EpisodicDataset',
         dataset=_split('test', test_pipeline, True),
-        num_ways=num_ways, num_shots=num_shots, num_queries=1,
-        num_episodes=500, seed=3))
+        num_ways=num_ways,
+        num_shots=num_shots,
+        num_queries=1,
+        num_episodes=500,
+        seed=3))
 val_evaluator = dict(type='FewShotAccuracy')
 test_evaluator = val_evaluator

@@ -4,11 +4,11 @@ data_root = 'data/ssv2_full'
 
 
 def _split(split):
-    return dict(ann_file=f'{data_root}/splits/{split}.txt',
-                data_prefix=dict(img=f'{data_root}/rawframes'))
+    return dict(
+        ann_file=f'{data_root}/splits/{split}.txt',
+        data_prefix=dict(img=f'{data_root}/rawframes'))
 
 
-train_dataloader = dict(
-    dataset=dict(dataset=dict(_split('train'))))
+train_dataloader = dict(dataset=dict(dataset=dict(_split('train'))))
 val_dataloader = dict(dataset=dict(dataset=_split('val')))
 test_dataloader = dict(dataset=dict(dataset=_split('test')))

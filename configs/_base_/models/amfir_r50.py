@@ -10,14 +10,18 @@ model = dict(
     type='AMFIRRecognizer',
     rgb=dict(
         backbone=dict(
-            type='ResNet', depth=50, norm_eval=False,
+            type='ResNet',
+            depth=50,
+            norm_eval=False,
             pretrained='https://download.pytorch.org/models/'
             'resnet50-0676ba61.pth'),
         cls_head=dict(type='OTAMHead', gamma=0.1, temperature=1.0)),
     flow=dict(
         in_channels=2,
         backbone=dict(
-            type='ResNet', depth=50, norm_eval=False,
+            type='ResNet',
+            depth=50,
+            norm_eval=False,
             pretrained='https://download.pytorch.org/models/'
             'resnet50-0676ba61.pth'),
         cls_head=dict(type='OTAMHead', gamma=0.1, temperature=1.0)),
@@ -29,14 +33,23 @@ model = dict(
     detach_reliability=True,
     loss_fused=dict(type='CrossEntropyLoss', loss_weight=1.0),  # lambda_fuse
     loss_amd=dict(type='AMDLoss', temperature=4.0, loss_weight=1.0),
-    loss_asi=dict(type='ASILoss', beta=1.0, label_smoothing=0.1,
-                  temperature=1.0, loss_weight=1.0),
+    loss_asi=dict(
+        type='ASILoss',
+        beta=1.0,
+        label_smoothing=0.1,
+        temperature=1.0,
+        loss_weight=1.0),
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         preprocessors=dict(
-            imgs=dict(type='ActionDataPreprocessor',
-                      mean=[123.675, 116.28, 103.53],
-                      std=[58.395, 57.12, 57.375], format_shape='NCHW'),
+            imgs=dict(
+                type='ActionDataPreprocessor',
+                mean=[123.675, 116.28, 103.53],
+                std=[58.395, 57.12, 57.375],
+                format_shape='NCHW'),
             # quantised flow rawframes: 128 = 0 px (see paired.py)
-            flow=dict(type='ActionDataPreprocessor', mean=[128, 128],
-                      std=[128, 128], format_shape='NCHW'))))
+            flow=dict(
+                type='ActionDataPreprocessor',
+                mean=[128, 128],
+                std=[128, 128],
+                format_shape='NCHW'))))

@@ -4,8 +4,7 @@
 # counts episodes. Builds on the runtime (its checkpoint / logger hooks are
 # adjusted here) and the loops of fewshot_iter.py.
 _base_ = ['../default_runtime.py', './fewshot_iter.py']
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=75000,
-                 val_interval=5000)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=75000, val_interval=5000)
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=5e-4),
@@ -14,5 +13,8 @@ optim_wrapper = dict(
 param_scheduler = []  # constant lr, as TRX
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(interval=5000, max_keep_ckpts=3,
-                    save_best='fewshot/accuracy', rule='greater'))
+    checkpoint=dict(
+        interval=5000,
+        max_keep_ckpts=3,
+        save_best='fewshot/accuracy',
+        rule='greater'))

@@ -9,6 +9,6 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=5e-4),
     clip_grad=dict(max_norm=40, norm_type=2))
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=False, milestones=[6000, 9000],
-         gamma=0.1)
+    dict(
+        type='MultiStepLR', by_epoch=False, milestones=[6000, 9000], gamma=0.1)
 ]
