@@ -160,7 +160,11 @@ def inferencer_with_head(shapes, checkpoint, head):
     return cfg, FewShotInferencer(cfg, None)
 
 
-@pytest.mark.parametrize('head', ['prototype', 'otam', 'trx'])
+@pytest.mark.parametrize('head', [
+    'prototype',
+    pytest.param('otam', marks=pytest.mark.slow),
+    pytest.param('trx', marks=pytest.mark.slow)
+])
 def test_scores_equal_the_models_episode_path(shapes, checkpoint, head):
     """Support and queries of a meta-test episode: the inferencer's fused,
     per-modality and pi outputs are the model's own (per-episode, uncached)
@@ -196,7 +200,10 @@ def test_scores_equal_the_models_episode_path(shapes, checkpoint, head):
         assert math.isclose(sum(p['scores'].values()), 1, abs_tol=1e-5)
 
 
-@pytest.mark.parametrize('head', ['prototype', 'otam', 'trx'])
+@pytest.mark.parametrize('head', [
+    pytest.param('prototype', marks=pytest.mark.slow), 'otam',
+    pytest.param('trx', marks=pytest.mark.slow)
+])
 def test_repeating_every_clip_changes_nothing(shapes, clips, checkpoint, head):
     """What unequal clip counts rely on: with each class's clips repeated
     the same number of times, every head scores as without repetition."""
@@ -582,6 +589,7 @@ def run_cli(*args):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_failures_are_one_line(tmp_path, clips, checkpoint, cli, capsys):
     """An unreadable query, an empty class folder, an unreadable example
     clip: one line on stderr naming it, exit status 1 (the command itself,
@@ -615,6 +623,7 @@ def test_cli_failures_are_one_line(tmp_path, clips, checkpoint, cli, capsys):
         f'{next(broken.iterdir()) / "b.mp4"} (decord: ')
 
 
+@pytest.mark.slow
 def test_readme_command_on_real_videos(tmp_path, shared_data, cli, capsys):
     """The README's command (ImageNet EfficientNet-Lite0 config, no
     checkpoint) on MMAction2's fixture videos (320x240 at 25 fps, 340x256
