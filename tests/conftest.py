@@ -7,7 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from mmaction.utils import register_all_modules
+from mmengine.model import BaseModel
+from torch import nn
+from torch.utils.data import Dataset
 
 import amfir_mm  # noqa: F401 - registers the plug-in
 
@@ -88,3 +92,35 @@ def frame_tree(tmp_path):
     split = tmp_path / 'train.txt'
     split.write_text('\n'.join(lines) + '\n')
     return dict(root=str(root), split=str(split), lines=lines)
+
+
+class LinePoints(Dataset):
+    """16 points of ``y = 2x + 1``: a dataset for tiny MMEngine runs."""
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, idx):
+        x = torch.tensor([idx / 16.0])
+        return dict(inputs=x, target=2 * x + 1)
+
+
+class LineModel(BaseModel):
+    """``y = w x + b``, squared error: a model for tiny MMEngine runs
+    (``loss``: the mean squared error; ``predict``: each sample's error)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(1, 1)
+
+    def forward(self, inputs, target=None, mode='tensor'):
+        inputs, target = torch.stack(inputs), torch.stack(target)
+        out = self.fc(inputs)
+        if mode == 'loss':
+            return dict(loss=((out - target)**2).mean())
+        if mode == 'predict':
+            return [
+                dict(err=float((o - t).abs())) for o, t in zip(out, target)
+            ]
+        return out

@@ -16,46 +16,15 @@ import torch.nn as nn
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
-from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
-from torch.utils.data import Dataset
 
 from amfir_mm import compat
+from conftest import LineModel, LinePoints
 
 pytestmark = pytest.mark.skipif(
     tuple(int(v) for v in torch.__version__.split('.')[:2]) < (2, 6),
     reason='torch < 2.6 does not load weights_only by default')
-
-
-class _Points(Dataset):
-
-    def __len__(self):
-        return 16
-
-    def __getitem__(self, idx):
-        x = torch.tensor([idx / 16.0])
-        return dict(inputs=x, target=2 * x + 1)
-
-
-class _Line(BaseModel):
-    """``y = w x + b``, squared error."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = nn.Linear(1, 1)
-
-    def forward(self, inputs, target=None, mode='tensor'):
-        inputs, target = torch.stack(inputs), torch.stack(target)
-        out = self.fc(inputs)
-        if mode == 'loss':
-            return dict(loss=((out - target)**2).mean())
-        if mode == 'predict':
-            return [
-                dict(err=float((o - t).abs())) for o, t in zip(out, target)
-            ]
-        return out
 
 
 class _NumpyMetric(BaseMetric):
@@ -98,15 +67,15 @@ def _runner(work_dir, resume=False, load_from=None, interrupt_after=None):
         dict(type=_InterruptAfter, after=interrupt_after)
     ]
     return Runner(
-        model=_Line(),
+        model=LineModel(),
         work_dir=str(work_dir),
         train_dataloader=dict(
-            dataset=_Points(),
+            dataset=LinePoints(),
             sampler=dict(type='InfiniteSampler', shuffle=False),
             batch_size=4,
             num_workers=0),
         val_dataloader=dict(
-            dataset=_Points(),
+            dataset=LinePoints(),
             sampler=dict(type='DefaultSampler', shuffle=False),
             batch_size=8,
             num_workers=0),
@@ -197,7 +166,7 @@ def test_load_from_and_load_checkpoint(tmp_path):
     with pytest.raises(_Interrupted):
         runner.train()
     ckpt = str(tmp_path / 'iter_2.pth')
-    model = _Line()
+    model = LineModel()
     nn.init.zeros_(model.fc.weight)
     load_checkpoint(model, ckpt, map_location='cpu')
     torch.testing.assert_close(model.fc.weight, runner.model.fc.weight)
@@ -254,11 +223,11 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path, payload, refusal):
     torch.save(
         dict(
             meta=dict(iter=2),
-            state_dict=_Line().state_dict(),
+            state_dict=LineModel().state_dict(),
             message_hub=dict(log_scalars=dict(loss=HistoryBuffer([1.0], [1]))),
             extra=payload(marker)), path)
     for load in (lambda: CheckpointLoader.load_checkpoint(str(path)),
-                 lambda: load_checkpoint(_Line(), str(path))):
+                 lambda: load_checkpoint(LineModel(), str(path))):
         with pytest.raises(pickle.UnpicklingError) as info:
             load()
         assert str(path) in str(info.value)  # names the file

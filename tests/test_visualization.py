@@ -6,42 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from tensorboard.backend.event_processing.event_accumulator import \
     EventAccumulator
-from torch import nn
-from torch.utils.data import Dataset
 
 import amfir_mm  # noqa: F401 (NonFiniteLossHook of the runtime's hooks)
+from conftest import LineModel, LinePoints
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Points(Dataset):
-
-    def __len__(self):
-        return 16
-
-    def __getitem__(self, idx):
-        x = torch.tensor([idx / 16.0])
-        return dict(inputs=x, target=2 * x + 1)
-
-
-class _Line(BaseModel):
-    """``y = w x + b``, squared error."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = nn.Linear(1, 1)
-
-    def forward(self, inputs, target=None, mode='tensor'):
-        out = self.fc(torch.stack(inputs))
-        return dict(loss=((out - torch.stack(target))**2).mean())
 
 
 class _LossRecorder(Hook):
@@ -68,10 +42,10 @@ def test_project_runtime_writes_training_loss_to_tensorboard(tmp_path):
     recorder = _LossRecorder()
     iters = 6
     runner = Runner(
-        model=_Line(),
+        model=LineModel(),
         work_dir=str(tmp_path),
         train_dataloader=dict(
-            dataset=_Points(),
+            dataset=LinePoints(),
             sampler=dict(type='InfiniteSampler'),
             batch_size=4,
             num_workers=0),
