@@ -331,7 +331,7 @@ def test_demo_ends_with_the_summary_line(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == accuracy_summary(METRICS, 5, 1)
     assert out.startswith('[demo] AMFIRRecognizer from configs/demo/')
-    assert 'expected time: about 5 min' in out
+    assert 'expected time: about 10 min' in out
     record = json.loads((tmp_path / 'work' / 'demo_result.json').read_text())
     assert record['summary_line'] == out.splitlines()[-1]
 

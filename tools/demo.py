@@ -2,7 +2,7 @@
 
     python tools/demo.py [--config CONFIG] [--work-dir DIR] [--data DIR]
 
-Runs on CPU in about 5 minutes (an idle 2-core CPU) with nothing
+Runs on CPU in about 10 minutes (an idle 2-core CPU) with nothing
 downloaded: the data is rendered by :mod:`amfir_mm.datasets.synthetic_shapes`
 (novel test classes are unseen shape/motion pairs) and the model trains
 from scratch. It prints a short header, the loss every 10 iterations and
@@ -58,7 +58,7 @@ def main(argv=None):
         f'meta-train {cfg.train_cfg.max_iters} iterations (loss every '
         f'{cfg.default_hooks.logger.interval}), then meta-test '
         f'{describe_episodes(test_set)} on the novel classes',
-    ] + (['expected time: about 5 min on an idle 2-core CPU']
+    ] + (['expected time: about 10 min on an idle 2-core CPU']
          if args.config == DEFAULT_CONFIG and not args.cfg_options else []))
     start = time.monotonic()
     print_header(
