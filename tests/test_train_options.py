@@ -1,5 +1,7 @@
-"""Training options of tools/train.py: channels_last, SyncBN, AMP."""
+"""Training options of tools/train.py, as ``apply_train_options`` sets
+them: channels_last, SyncBN, AMP, resume, validation, seed, work dir."""
 import copy
+import os.path as osp
 import subprocess
 import sys
 
@@ -13,7 +15,9 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import MODEL_WRAPPERS
 
-from amfir_mm.utils import ChannelsLastRunner, convert_to_channels_last
+from amfir_mm.utils import (ChannelsLastRunner, UnsupportedOptionError,
+                            apply_train_options, check_device_options,
+                            convert_to_channels_last, train_options)
 from conftest import PROJECT_ROOT, load_script
 
 CUDA = torch.cuda.is_available()
@@ -111,35 +115,160 @@ def test_channels_last_same_loss_and_layouts():
     assert all(w.is_contiguous(memory_format=CL) for w in _conv_weights(fast))
 
 
-def test_merge_args_sets_mmengine_options():
-    train = _train_script()
-    cfg = train.merge_args(
-        Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
-        train.parse_args(['cfg.py', '--sync-bn', '--channels-last']))
+def _cfg(**entries):
+    return Config(dict(optim_wrapper=dict(type='OptimWrapper'), **entries))
+
+
+@pytest.fixture
+def with_gpu(monkeypatch):
+    """:func:`check_device_options` sees a CUDA device (on any machine)."""
+    monkeypatch.setattr(train_options, 'is_cuda_available', lambda: True)
+
+
+def test_train_options_set_mmengine_entries(with_gpu):
+    cfg = apply_train_options(
+        _cfg(randomness=dict(deterministic=True)),
+        'configs/x/my_cfg.py',
+        amp=True,
+        sync_bn=True,
+        channels_last=True,
+        seed=7,
+        launcher='pytorch')
+    assert cfg.optim_wrapper == dict(
+        type='AmpOptimWrapper', loss_scale='dynamic')
     assert cfg.sync_bn == 'torch'
     assert cfg.runner_type == 'ChannelsLastRunner'
     assert RUNNERS.get(cfg.runner_type) is ChannelsLastRunner
-    with pytest.raises(train.UnsupportedOptionError, match='runner_type'):
-        train.merge_args(
-            Config(dict(runner_type='OtherRunner')),
-            train.parse_args(['cfg.py', '--channels-last']))
+    assert cfg.randomness == dict(deterministic=True, seed=7)
+    assert cfg.launcher == 'pytorch'
+    assert cfg.work_dir == osp.join('./work_dirs', 'my_cfg')
+    assert 'resume' not in cfg and 'load_from' not in cfg
+    # a config's own loss scale is kept; without flags nothing is added
+    cfg = apply_train_options(
+        Config(dict(optim_wrapper=dict(type='OptimWrapper', loss_scale=512))),
+        'c.py',
+        amp=True)
+    assert cfg.optim_wrapper.loss_scale == 512
+    assert apply_train_options(_cfg(), 'c.py').to_dict() == dict(
+        optim_wrapper=dict(type='OptimWrapper'),
+        launcher='none',
+        work_dir=osp.join('./work_dirs', 'c'))
+
+
+def test_train_options_resume_validation_and_overrides():
+    cfg = apply_train_options(
+        _cfg(
+            val_cfg=dict(type='ValLoop'),
+            val_dataloader=dict(),
+            val_evaluator=dict(),
+            work_dir='from_config'),
+        'c.py',
+        resume='auto',
+        no_validate=True)
+    assert (cfg.resume, cfg.load_from) == (True, None)
+    assert cfg.val_cfg is None and cfg.val_dataloader is None and \
+        cfg.val_evaluator is None
+    assert cfg.work_dir == 'from_config'
+    cfg = apply_train_options(
+        _cfg(load_from='pretrained.pth'), 'c.py', resume='ckpt/iter_5.pth')
+    assert (cfg.resume, cfg.load_from) == (True, 'ckpt/iter_5.pth')
+    # --cfg-options first, the flags over them, --work-dir over both
+    cfg = apply_train_options(
+        _cfg(),
+        'c.py',
+        work_dir='mine',
+        seed=3,
+        cfg_options={
+            'work_dir': 'from_options',
+            'randomness.seed': 1,
+            'train_cfg.max_iters': 10
+        })
+    assert (cfg.work_dir, cfg.randomness.seed,
+            cfg.train_cfg.max_iters) == ('mine', 3, 10)
+    assert apply_train_options(
+        _cfg(), 'c.py', cfg_options={
+            'work_dir': 'from_options'
+        }).work_dir == 'from_options'
+
+
+def test_channels_last_refused_with_another_runner(with_gpu):
+    with pytest.raises(UnsupportedOptionError) as info:
+        apply_train_options(
+            _cfg(runner_type='OtherRunner'), 'c.py', channels_last=True)
+    assert str(info.value) == ("--channels-last needs ChannelsLastRunner, "
+                               "but the config sets runner_type='OtherRunner'")
+    assert apply_train_options(
+        _cfg(runner_type='ChannelsLastRunner'), 'c.py',
+        channels_last=True).runner_type == 'ChannelsLastRunner'
 
 
 @pytest.mark.skipif(CUDA, reason='checks the CPU-only refusal')
 def test_amp_and_sync_bn_refused_without_gpu():
-    train = _train_script()
-    with pytest.raises(train.UnsupportedOptionError, match='AMP'):
-        train.merge_args(
-            Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
-            train.parse_args(['cfg.py', '--amp']))
-    with pytest.raises(train.UnsupportedOptionError, match='SyncBN'):
-        train.merge_args(
-            Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
-            train.parse_args(['cfg.py', '--sync-bn', '--launcher', 'pytorch']))
+    with pytest.raises(UnsupportedOptionError) as amp:
+        apply_train_options(_cfg(), 'c.py', amp=True)
+    assert str(amp.value) == (
+        "AMP (--amp / AmpOptimWrapper) needs a GPU: MMEngine's "
+        'AmpOptimWrapper runs on CUDA, NPU, MLU or MUSA, and this machine '
+        'has cpu only')
+    with pytest.raises(UnsupportedOptionError) as sync_bn:
+        apply_train_options(_cfg(), 'c.py', sync_bn=True, launcher='pytorch')
+    assert str(sync_bn.value) == (
+        "SyncBN (--sync-bn / sync_bn) needs a GPU: torch's DDP and "
+        'SyncBatchNorm take GPU modules only, and this machine has cpu only')
+    # a config asking for them is refused the same way
+    with pytest.raises(UnsupportedOptionError, match='^AMP'):
+        check_device_options(
+            Config(dict(optim_wrapper=dict(type='AmpOptimWrapper'))))
     # one process: MMEngine reverts SyncBN to BN itself, nothing to refuse
-    train.merge_args(
-        Config(dict(optim_wrapper=dict(type='OptimWrapper'))),
-        train.parse_args(['cfg.py', '--sync-bn']))
+    assert apply_train_options(_cfg(), 'c.py', sync_bn=True).sync_bn == 'torch'
+
+
+@pytest.mark.parametrize('argv,options', [
+    ([], dict()),
+    (['--amp', '--sync-bn', '--channels-last', '--no-validate'
+      ], dict(amp=True, sync_bn=True, channels_last=True, no_validate=True)),
+    (['--resume'], dict(resume='auto')),
+    ([
+        '--resume', 'a.pth', '--work-dir', 'w', '--seed', '4', '--launcher',
+        'pytorch', '--cfg-options', 'a.b=1'
+    ],
+     dict(
+         resume='a.pth',
+         work_dir='w',
+         seed=4,
+         launcher='pytorch',
+         cfg_options={'a.b': 1})),
+])
+def test_train_script_passes_its_flags(tmp_path, monkeypatch, argv, options):
+    """``tools/train.py`` hands each flag to :func:`apply_train_options`."""
+    monkeypatch.setenv('LOCAL_RANK', '0')  # else parse_args sets it
+    train = _train_script()
+    config = tmp_path / 'cfg.py'
+    config.write_text('x = 1\n')
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(cfg, config, **kwargs):
+        calls.append((cfg.x, config, kwargs))
+        raise Stop
+
+    monkeypatch.setattr(train, 'apply_train_options', record)
+    with pytest.raises(Stop):
+        train.main([str(config)] + argv)
+    want = dict(
+        work_dir=None,
+        resume=None,
+        amp=False,
+        channels_last=False,
+        sync_bn=False,
+        no_validate=False,
+        seed=None,
+        cfg_options=None,
+        launcher='none')
+    want.update(options)
+    assert calls == [(1, str(config), want)]
 
 
 @pytest.mark.slow

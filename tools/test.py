@@ -9,7 +9,8 @@ Ends with one line such as ``novel-class 5-way 1-shot accuracy: 61.2 ±
 ``FewShotAccuracy``: ``episode_accuracy.json`` (each test episode's
 accuracy), ``per_class_accuracy.png`` and ``reliability_hist.png``; the
 log (with the config) is ``work_dir/<timestamp>/<timestamp>.log``. Bad
-data stops with one line naming the file (traceback in the log).
+data stops with one line naming the file (traceback in the log). How each
+option changes the config: :func:`amfir_mm.utils.tool.apply_test_options`.
 """
 import argparse
 import json
@@ -21,9 +22,9 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
 from amfir_mm.utils import close_distributed
-from amfir_mm.utils.tool import (accuracy_summary, build_tool_runner,
-                                 print_header, run_header, run_tool,
-                                 set_metric_out_dir)
+from amfir_mm.utils.tool import (accuracy_summary, apply_test_options,
+                                 build_tool_runner, print_header, run_header,
+                                 run_tool)
 
 
 def parse_args(argv=None):
@@ -60,29 +61,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
-    # per-episode results and plots go next to the logs
-    set_metric_out_dir(cfg, cfg.work_dir)
-    if args.dump is not None:
-        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
-            cfg.test_evaluator, dict) else list(cfg.test_evaluator)
-        cfg.test_evaluator.append(
-            dict(type='DumpResults', out_file_path=args.dump))
-    save_episodes_to = None
-    if args.episodes is not None:
-        if osp.isfile(args.episodes):
-            cfg.test_dataloader.dataset.episodes_file = args.episodes
-        else:
-            save_episodes_to = args.episodes
+    cfg, save_episodes_to = apply_test_options(
+        Config.fromfile(args.config),
+        args.config,
+        args.checkpoint,
+        work_dir=args.work_dir,
+        episodes=args.episodes,
+        dump=args.dump,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher)
     print_header('test', run_header(cfg, args.config, 'test', args.checkpoint))
     runner = build_tool_runner(cfg)  # cfg.runner_type, e.g. ChannelsLast
     if save_episodes_to is not None and is_main_process():

@@ -14,6 +14,9 @@
   ``work_dir/<timestamp>/`` behind (see :class:`ToolRun`).
 - :func:`print_header`: the few lines a tool prints first (what runs, on
   what data, how long, where the log is).
+- :func:`apply_test_options`: ``tools/test.py``'s options applied to the
+  config (:func:`~amfir_mm.utils.train_options.apply_train_options` is
+  ``tools/train.py``'s); both start with :func:`apply_common_options`.
 - :func:`accuracy_summary`: the one plain line ``tools/demo.py`` and
   ``tools/test.py`` end with.
 - :func:`plural`: ``'1 class'``, ``'2 classes'``.
@@ -214,8 +217,10 @@ def _log_folder() -> str:
 
 
 def build_tool_runner(cfg):
-    """:func:`~amfir_mm.utils.build_runner` for a tool: the environment,
-    config and hook table only in the log file, and (under
+    """:func:`~amfir_mm.utils.build_runner` for a tool (the config's
+    ``runner_type`` where it sets one; ``tools/train.py``,
+    ``tools/test.py`` and ``tools/demo.py`` all build their runner here):
+    the environment, config and hook table only in the log file, and (under
     :func:`run_tool`) the work dir recorded so that a run failing before
     training leaves nothing behind. Prints ``log: PATH`` (rank 0)."""
     from .runner import build_runner
@@ -292,6 +297,84 @@ def run_header(cfg, config: str, tool: str, checkpoint: str = None) -> list:
                      f'{describe_data(cfg.test_dataloader.dataset)}')
         lines.append(f'work dir: {cfg.work_dir}')
     return lines
+
+
+def apply_common_options(cfg,
+                         config: str,
+                         work_dir: Optional[str] = None,
+                         cfg_options: Optional[dict] = None,
+                         launcher: str = 'none'):
+    """What ``tools/train.py`` and ``tools/test.py`` do first with their
+    options (as MMAction2's tools): merge ``--cfg-options``, set the
+    launcher and the work dir.
+
+    Args:
+        cfg (Config): the loaded config; changed in place.
+        config (str): its file (the default work dir is named after it).
+        work_dir (str, optional): ``--work-dir``; else the config's
+            ``work_dir``, else ``./work_dirs/<config file name>``.
+        cfg_options (dict, optional): ``--cfg-options`` (merged first, so
+            the other options override them).
+        launcher (str): ``--launcher`` (``'none'``, ``'pytorch'``, ...).
+
+    Returns:
+        Config: ``cfg``.
+    """
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def apply_test_options(cfg,
+                       config: str,
+                       checkpoint: str,
+                       work_dir: Optional[str] = None,
+                       episodes: Optional[str] = None,
+                       dump: Optional[str] = None,
+                       cfg_options: Optional[dict] = None,
+                       launcher: str = 'none') -> tuple:
+    """Apply ``tools/test.py``'s options to the config.
+
+    Args:
+        cfg (Config): the loaded config; changed in place.
+        config (str): its file (see :func:`apply_common_options`).
+        checkpoint (str): the checkpoint to test (``load_from``), or
+            ``'none'``: the initialised model (``load_from=None``).
+        work_dir (str, optional), cfg_options (dict, optional),
+        launcher (str): see :func:`apply_common_options`.
+        episodes (str, optional): an episode list (JSON): the test set's
+            ``episodes_file`` if the file exists; else where the drawn
+            episodes are to be written (the second value returned).
+        dump (str, optional): a ``DumpResults`` evaluator pickling the
+            per-episode predictions to this file is added to
+            ``test_evaluator``.
+
+    Returns:
+        tuple: ``cfg`` and the file to write the drawn test episodes to
+        (``episodes`` when it names no file yet, else None). The config's
+        ``FewShotAccuracy`` writes its per-episode accuracies and plots to
+        the work dir (:func:`set_metric_out_dir`).
+    """
+    apply_common_options(cfg, config, work_dir, cfg_options, launcher)
+    cfg.load_from = None if checkpoint == 'none' else checkpoint
+    set_metric_out_dir(cfg, cfg.work_dir)  # next to the logs
+    if dump is not None:
+        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
+            cfg.test_evaluator, dict) else list(cfg.test_evaluator)
+        cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=dump))
+    save_episodes_to = None
+    if episodes is not None:
+        if osp.isfile(episodes):
+            cfg.test_dataloader.dataset.episodes_file = episodes
+        else:
+            save_episodes_to = episodes
+    return cfg, save_episodes_to
 
 
 def set_metric_out_dir(cfg, out_dir: str) -> None:
