@@ -1,11 +1,7 @@
-# AMFIR, 5-way 1-shot, Kinetics-100 (CMN split).
-# RGB + flow ResNet-50 branches with OTAM heads, ASI / AMD / AMI; 8 frames,
-# 224 crops; 10,000 training episodes (16 per optimiser step);
-# val 1,000 and test 10,000 episodes.
-_base_ = [
-    './_base_/schedules/amfir_sgd.py', './_base_/models/amfir_r50.py',
-    './_base_/datasets/kinetics100_paired.py'
-]
-
-train_cfg = dict(max_iters=10000, val_interval=2000)
-default_hooks = dict(checkpoint=dict(interval=2000))
+# AMFIR, 5-way 1-shot, Kinetics-100 (CMN split: 64/12/24 classes x 100
+# videos); all else (flips, 10,000 episodes) as amfir_hmdb51_1shot.py.
+_base_ = ['./amfir_hmdb51_1shot.py']
+data_root = 'data/kinetics100'
+train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
+val_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
+test_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))

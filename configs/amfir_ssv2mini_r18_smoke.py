@@ -3,7 +3,7 @@
 # ResNet-18 branches from scratch, 112 px, 5-way 1-shot, a few iterations.
 #   python tools/train.py configs/amfir_ssv2mini_r18_smoke.py
 _base_ = [
-    './_base_/schedules/amfir_sgd.py', './_base_/models/amfir_r50.py',
+    './_base_/schedules/amfir_sgd.py', './_base_/models/amfir_paired.py',
     './_base_/datasets/ssv2_mini_paired.py'
 ]
 r18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)

@@ -1,8 +1,7 @@
-# AMFIR, 5-way 1-shot, SSv2-small (CMN split).
-# RGB + flow ResNet-50 branches with OTAM heads, ASI / AMD / AMI; 8 frames,
-# 224 crops; 75,000 training episodes (16 per optimiser step);
-# val 1,000 and test 10,000 episodes.
-_base_ = [
-    './_base_/schedules/amfir_sgd.py', './_base_/models/amfir_r50.py',
-    './_base_/datasets/ssv2_small_paired.py'
-]
+# AMFIR, 5-way 1-shot, SSv2-small (CMN split: 64/12/24 classes x 100
+# videos); all else as amfir_ssv2_1shot.py.
+_base_ = ['./amfir_ssv2_1shot.py']
+data_root = 'data/ssv2_small'
+train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
+val_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
+test_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))

@@ -103,36 +103,105 @@ def test_config_builds_its_model(path):
                 MODELS.get(part_cfg[name]['type']), (path, name)
 
 
+PAIRED_TRAIN = [
+    'SampleFrames', 'PairedRawFrameDecode', 'StackRGBFlow', 'Resize',
+    'MultiScaleCrop', 'Resize', 'SplitRGBFlow', 'PairedFormatShape',
+    'PackActionInputs'
+]
+PAIRED_TEST = [
+    'SampleFrames', 'PairedRawFrameDecode', 'StackRGBFlow', 'Resize',
+    'CenterCrop', 'SplitRGBFlow', 'PairedFormatShape', 'PackActionInputs'
+]
+
+
+def step_types(pipeline):
+    return [step.type for step in pipeline]
+
+
 @pytest.mark.parametrize('path', AMFIR)
 def test_benchmark_protocol(path):
     cfg = load(path)
     stem, shots = osp.basename(path)[len('amfir_'):-3].rsplit('_', 1)
     data = f'data/{BENCHMARKS[stem]}'
-    episodes = dict(train=None, val=1000, test=10000)
+    flips = 'ssv2' not in stem  # SSv2 labels name directions
+    episodes = dict(train=100000, val=1000, test=10000)
     for split, num in episodes.items():
         loader = cfg[f'{split}_dataloader']
         ds = loader.dataset
         assert ds.type == 'EpisodicDataset'
-        assert (ds.num_ways, ds.num_shots) == (5, int(shots[0]))
-        if num:
-            assert ds.num_episodes == num
+        assert (ds.num_ways, ds.num_shots, ds.num_episodes) == \
+            (5, int(shots[0]), num)
         video = ds.dataset
         assert video.type == 'FewShotRawframeDataset'
-        assert video.ann_file == f'{data}/splits/{split}.txt'
-        assert video.data_prefix == dict(img=f'{data}/rawframes')
         assert video.filename_tmpl == 'img_{:05d}.jpg'
+        assert video.test_mode == (split != 'train')
+        # the child's data_root reaches the built dataset's paths
+        built = DATASETS.build(dict(video.to_dict(), lazy_init=True))
+        assert built.ann_file == f'{data}/splits/{split}.txt'
+        assert built.data_prefix == dict(img=f'{data}/rawframes')
         sample = video.pipeline[0]
-        assert (sample.type, sample.clip_len, sample.frame_interval,
-                sample.num_clips) == ('SampleFrames', 1, 1, 8)
-        flips = [t for t in video.pipeline if t.type == 'Flip']
-        assert bool(flips) == (split == 'train' and 'ssv2' not in stem)
+        assert (sample.clip_len, sample.frame_interval, sample.num_clips,
+                sample.get('test_mode', False)) == (1, 1, 8, split != 'train')
+        if split == 'train':
+            expected = list(PAIRED_TRAIN)
+            if flips:
+                expected.insert(expected.index('SplitRGBFlow'), 'Flip')
+        else:
+            expected = PAIRED_TEST
+        assert step_types(video.pipeline) == expected
+        crops = [t for t in video.pipeline if 'Crop' in t.type]
+        assert [c.get('input_size', c.get('crop_size')) for c in crops] == \
+            [224]
     model = cfg.model
     assert model.type == 'AMFIRRecognizer'
     assert model.rgb.backbone.depth == model.flow.backbone.depth == 50
-    assert 'resnet50' in model.rgb.backbone.pretrained
+    assert model.rgb.backbone.pretrained.endswith('resnet50-0676ba61.pth')
+    assert model.rgb.cls_head.type == model.flow.cls_head.type == 'OTAMHead'
     assert cfg.optim_wrapper.optimizer.lr == 1e-3
     assert cfg.optim_wrapper.accumulative_counts == 16
-    assert cfg.train_cfg.max_iters >= 10000
+    assert cfg.train_cfg.max_iters == (75000 if 'ssv2' in stem else 10000)
+
+
+def test_runtime_is_mmaction2s_with_iteration_checkpoints(tmp_path):
+    """``mmaction::_base_/default_runtime.py`` resolves; the project's
+    runtime changes only what it says."""
+    ours = load('configs/_base_/default_runtime.py')
+    stock = tmp_path / 'stock.py'
+    stock.write_text("_base_ = ['mmaction::_base_/default_runtime.py']\n")
+    theirs = Config.fromfile(str(stock))
+    assert ours.default_scope == theirs.default_scope == 'mmaction'
+    assert ours.custom_imports.imports == ['amfir_mm']
+    checkpoint = ours.default_hooks.checkpoint
+    assert (checkpoint.type, checkpoint.by_epoch, checkpoint.interval,
+            checkpoint.max_keep_ckpts) == ('CheckpointHook', False, 1000, 2)
+    assert theirs.log_processor.by_epoch and not ours.log_processor.by_epoch
+    assert [b['type'] for b in ours.visualizer.vis_backends] == \
+        ['LocalVisBackend', 'TensorboardVisBackend']
+    assert ours.custom_hooks == [dict(type='NonFiniteLossHook')]
+    for key in ('env_cfg', 'log_level', 'load_from', 'resume'):
+        assert ours[key] == theirs[key], key
+    assert set(ours.default_hooks) == set(theirs.default_hooks)
+
+
+def test_ssv2_mini_paired_pipelines_are_the_base_at_112px():
+    cfg = load('configs/_base_/datasets/ssv2_mini_paired.py')
+    for split, expected in (('train', PAIRED_TRAIN), ('val', PAIRED_TEST)):
+        video = cfg[f'{split}_dataloader'].dataset.dataset
+        assert (video.ann_file, video.data_prefix) == \
+            ('', dict(img=f'data/ssv2_mini_paired/{split}'))
+        assert step_types(video.pipeline) == expected
+        flow_image = cfg[f'{"test" if split == "val" else split}'
+                         '_pipeline_flow_image']
+        with_flow_image = list(expected)
+        with_flow_image.insert(
+            expected.index('SplitRGBFlow') + 1, 'FlowMagnitudeImage')
+        assert step_types(flow_image) == with_flow_image
+    train = cfg.train_dataloader.dataset.dataset.pipeline
+    assert train[3].scale == (-1, 128)
+    assert (train[4].input_size, train[4].scales) == (112, (1, 0.875, 0.75))
+    assert train[5].scale == (112, 112)
+    test = cfg.test_dataloader.dataset.dataset.pipeline
+    assert (test[3].scale, test[4].crop_size) == ((-1, 128), 112)
 
 
 @pytest.mark.parametrize('name', sorted(ABLATIONS))

@@ -1,37 +1,25 @@
-# MMEngine runtime shared by every amfir-mm config (MMAction2 conventions).
-default_scope = 'mmaction'
+# amfir-mm's runtime: MMAction2's (hooks, env, visualizer, log level), plus
+# only what differs for episodic, iteration-based few-shot training.
+_base_ = ['mmaction::_base_/default_runtime.py']
+
+# tools/train.py builds amfir_mm's modules by name: register them first.
 custom_imports = dict(imports=['amfir_mm'], allow_failed_imports=False)
 
+# One iteration is one episode (IterBasedTrainLoop): checkpoints and logs
+# count iterations, not epochs (MMAction2: a checkpoint every epoch).
 default_hooks = dict(
-    runtime_info=dict(type='RuntimeInfoHook'),
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20, ignore_last=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(
-        type='CheckpointHook',
-        interval=1000,
-        by_epoch=False,
-        max_keep_ckpts=2,
-        save_best='auto'),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    sync_buffers=dict(type='SyncBuffersHook'))
+    checkpoint=dict(interval=1000, by_epoch=False, max_keep_ckpts=2))
+log_processor = dict(by_epoch=False)
 # Stop at the first NaN / Inf loss, naming the iteration and the loss terms,
 # before its backward pass (the weights stay finite); `custom_hooks = []`
 # or dict(type='NonFiniteLossHook', enabled=False) switches it off.
 custom_hooks = [dict(type='NonFiniteLossHook')]
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-
-log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
+# Training curves for TensorBoard besides MMAction2's local files; the
+# visualizer is rebuilt since MMAction2's refers to its own list.
 vis_backends = [
     dict(type='LocalVisBackend'),
     dict(type='TensorboardVisBackend')
 ]
-visualizer = dict(type='ActionVisualizer', vis_backends=vis_backends)
-log_level = 'INFO'
-load_from = None
-resume = False
+visualizer = dict(vis_backends=vis_backends)
+# Episodes are drawn with seeded generators; seed the weights as well.
 randomness = dict(seed=0, deterministic=False)

@@ -4,7 +4,7 @@
 # average frames and so cannot tell "left" from "right": flow can.
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/schedules/fewshot_iter.py',
-    '../_base_/models/amfir_r50.py', '../_base_/datasets/shapes_paired.py'
+    '../_base_/models/amfir_paired.py', '../_base_/datasets/shapes_paired.py'
 ]
 r18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
 head = dict(

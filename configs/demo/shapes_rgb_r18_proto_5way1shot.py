@@ -2,7 +2,7 @@
 # from scratch on CPU in a few minutes (see README "Quick start").
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/schedules/fewshot_iter.py',
-    '../_base_/models/fewshot_r18_proto.py', '../_base_/datasets/shapes_rgb.py'
+    '../_base_/models/fewshot_rgb.py', '../_base_/datasets/shapes_rgb.py'
 ]
 train_cfg = dict(max_iters=300, val_interval=150)
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=1e-3))

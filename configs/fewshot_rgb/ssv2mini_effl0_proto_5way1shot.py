@@ -2,21 +2,15 @@
 # cosine prototype head, meta-trained on train/, meta-validated on val/.
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/schedules/fewshot_iter.py',
-    '../_base_/datasets/ssv2_mini_rgb.py'
+    '../_base_/models/fewshot_rgb.py', '../_base_/datasets/ssv2_mini_rgb.py'
 ]
 model = dict(
-    type='FewShotRecognizer',
     backbone=dict(
+        _delete_=True,
         type='EfficientNetLite',
         arch='efficientnet-lite0',
         pretrained='imagenet',
-        norm_eval=True),
-    cls_head=dict(type='PrototypeHead', metric='cosine', temperature=0.1),
-    data_preprocessor=dict(
-        type='ActionDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        format_shape='NCHW'))
+        norm_eval=True))
 train_cfg = dict(max_iters=200, val_interval=200)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='Adam', lr=2e-5), clip_grad=None)

@@ -1,47 +1,36 @@
-# ../shared/data/ssv2_mini with DIS flow, for CPU smoke runs:
+# ../shared/data/ssv2_mini with flow, for CPU runs at 112 px:
 #   python tools/extract_flow.py ../shared/data/ssv2_mini \
 #       data/ssv2_mini_paired --method dis --write-rgb --short-side 128
 # gives <data_root>/{train,val}/<class>/<video>/{img,x,y}_%05d.jpg
-# (5 meta-train and 5 novel classes, 10 videos of 8 frames each).
+# (5 meta-train and 5 novel classes, 10 videos of 8 frames each; no split
+# files: every video folder under train/ or val/).
 _base_ = ['./fewshot_paired.py']
 data_root = 'data/ssv2_mini_paired'
-num_frames, crop, short_side = 8, 112, 128
+crop, short_side = 112, 128
 
-train_pipeline = [
-    dict(
-        type='SampleFrames',
-        clip_len=1,
-        frame_interval=1,
-        num_clips=num_frames),
-    dict(type='PairedRawFrameDecode'),
-    dict(type='StackRGBFlow'),
+train_crop = [
     dict(type='Resize', scale=(-1, short_side)),
-    dict(
-        type='MultiScaleCrop',
-        input_size=crop,
-        scales=(1, 0.875, 0.75),
-        random_crop=False,
-        max_wh_scale_gap=1),
-    dict(type='Resize', scale=(crop, crop), keep_ratio=False),
-    dict(type='SplitRGBFlow'),
-    dict(type='PairedFormatShape', input_format='NCHW'),
-    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
+    dict(_base_.multiscale_crop, input_size=crop, scales=(1, 0.875, 0.75)),
+    dict(type='Resize', scale=(crop, crop), keep_ratio=False)
 ]
-test_pipeline = [
-    dict(
-        type='SampleFrames',
-        clip_len=1,
-        frame_interval=1,
-        num_clips=num_frames,
-        test_mode=True),
-    dict(type='PairedRawFrameDecode'),
-    dict(type='StackRGBFlow'),
+test_crop = [
     dict(type='Resize', scale=(-1, short_side)),
-    dict(type='CenterCrop', crop_size=crop),
-    dict(type='SplitRGBFlow'),
-    dict(type='PairedFormatShape', input_format='NCHW'),
-    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
+    dict(type='CenterCrop', crop_size=crop)
 ]
+train_load = [_base_.sample_frames, *_base_.paired_decode]
+test_load = [dict(_base_.sample_frames, test_mode=True), *_base_.paired_decode]
+train_pipeline = [*train_load, *train_crop, *_base_.paired_pack]
+test_pipeline = [*test_load, *test_crop, *_base_.paired_pack]
+# Flow as an (x, y, magnitude) image, for a flow branch with an unmodified
+# 3-channel ImageNet stem (configs/ssv2mini/).
+split_rgb_flow, *format_pack = _base_.paired_pack
+flow_image_pack = [
+    split_rgb_flow,
+    dict(type='FlowMagnitudeImage'), *format_pack
+]
+train_pipeline_flow_image = [*train_load, *train_crop, *flow_image_pack]
+test_pipeline_flow_image = [*test_load, *test_crop, *flow_image_pack]
+
 train_dataloader = dict(
     num_workers=2,
     dataset=dict(

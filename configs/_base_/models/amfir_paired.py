@@ -1,30 +1,23 @@
-# AMFIR: an RGB and a flow branch, each an ImageNet ResNet-50 (TSN-style
-# per-frame features) + an OTAM head, fused by ASI / AMD / AMI.
+# AMFIR (Active Multimodal Distillation for Few-shot Action Recognition):
+# an RGB and a flow branch, fused by ASI / AMD / AMI. Each branch defaults
+# to an ImageNet ResNet-50 (TSN-style per-frame features) + an OTAM head;
+# children swap the backbone or the head (demo/, ssv2mini/, the smoke run).
 # The URL is the file `torchvision://resnet50` resolves to (MMEngine's
 # torchvision map); spelt out so that torchvision need not be installed.
 # The flow branch's first conv gets TSN's cross-modality initialisation
 # (ImageNet kernel averaged over RGB, repeated for the 2 flow channels).
 # Swap a head with e.g. cls_head=dict(type='TRXHead', in_channels=2048) or
 # dict(type='PrototypeHead').
+resnet50 = dict(
+    type='ResNet',
+    depth=50,
+    norm_eval=False,
+    pretrained='https://download.pytorch.org/models/resnet50-0676ba61.pth')
+otam_head = dict(type='OTAMHead', gamma=0.1, temperature=1.0)
 model = dict(
     type='AMFIRRecognizer',
-    rgb=dict(
-        backbone=dict(
-            type='ResNet',
-            depth=50,
-            norm_eval=False,
-            pretrained='https://download.pytorch.org/models/'
-            'resnet50-0676ba61.pth'),
-        cls_head=dict(type='OTAMHead', gamma=0.1, temperature=1.0)),
-    flow=dict(
-        in_channels=2,
-        backbone=dict(
-            type='ResNet',
-            depth=50,
-            norm_eval=False,
-            pretrained='https://download.pytorch.org/models/'
-            'resnet50-0676ba61.pth'),
-        cls_head=dict(type='OTAMHead', gamma=0.1, temperature=1.0)),
+    rgb=dict(backbone=resnet50, cls_head=otam_head),
+    flow=dict(in_channels=2, backbone=resnet50, cls_head=otam_head),
     modalities=('rgb', 'flow'),
     reliability='asi',  # 'uniform': no ASI (pi = 1/2)
     asi=dict(type='ActiveSampleInference', topk=3, hidden_channels=64),

@@ -1,4 +1,6 @@
-# RGB few-shot recogniser: a stock MMAction2 ResNet-18 + a prototype head.
+# Single-modality few-shot recogniser on RGB frames: a stock MMAction2
+# ResNet-18 (from scratch) + a cosine prototype head; children swap the
+# backbone (fewshot_rgb/).
 model = dict(
     type='FewShotRecognizer',
     backbone=dict(type='ResNet', depth=18, pretrained=None, norm_eval=False),
