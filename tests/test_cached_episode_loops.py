@@ -2,12 +2,18 @@
 path predicts, and reports the same metric."""
 import copy
 import logging
+import os
 import pickle
+from functools import partial
 
 import pytest
 import torch
+from mmaction.registry import DATASETS
+from mmengine.dataset import DefaultSampler, pseudo_collate
 from mmengine.hooks import Hook
+from mmengine.registry import FUNCTIONS
 from mmengine.runner import Runner
+from torch.utils.data import DataLoader
 
 from amfir_mm.engine.cached_episode_loops import weights_hash
 from amfir_mm.utils.io import RefuseOverwriteError
@@ -70,16 +76,23 @@ def run_test(tree,
              dump,
              model=MODEL,
              pipeline=PIPELINE,
+             test_dataloader=None,
              **loop_args):
-    runner = Runner(
-        model=model,
-        work_dir=str(work_dir),
-        test_dataloader=dict(
+    """A runner testing ``model`` with ``loop`` on the 12 episodes of
+    :func:`episodic`, dumping the predictions to ``dump``; and a copy of
+    its initial weights.  ``test_dataloader``: a built loader, else the
+    default config."""
+    if test_dataloader is None:
+        test_dataloader = dict(
             dataset=episodic(tree, pipeline),
             batch_size=1,
             num_workers=0,
             sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='pseudo_collate')),
+            collate_fn=dict(type='pseudo_collate'))
+    runner = Runner(
+        model=model,
+        work_dir=str(work_dir),
+        test_dataloader=test_dataloader,
         test_evaluator=[
             dict(type='FewShotAccuracy'),
             dict(type='DumpResults', out_file_path=str(dump))
@@ -88,10 +101,15 @@ def run_test(tree,
         randomness=dict(seed=0),
         default_scope='mmaction',
         experiment_name=f'{loop}_{dump.stem}')
-    torch.manual_seed(0)
     runner.model.init_weights()
     state = {k: v.clone() for k, v in runner.model.state_dict().items()}
     return runner, state
+
+
+def load_dump(path):
+    """The predictions ``DumpResults`` wrote to ``path``."""
+    with open(path, 'rb') as f:
+        return pickle.load(f)
 
 
 @pytest.mark.parametrize(
@@ -119,8 +137,8 @@ def test_cached_path_equals_per_episode_path(frame_tree, tmp_path, model,
     fast_runner.model.load_state_dict(state)  # the same weights
     slow_metrics = slow_runner.test()
     fast_metrics = fast_runner.test()
-    slow = pickle.load(open(tmp_path / 'slow.pkl', 'rb'))
-    fast = pickle.load(open(tmp_path / 'fast.pkl', 'rb'))
+    slow = load_dump(tmp_path / 'slow.pkl')
+    fast = load_dump(tmp_path / 'fast.pkl')
     assert len(slow) == len(fast) == 12
     for s, f in zip(slow, fast):
         assert s['episode_index'] == f['episode_index']
@@ -171,6 +189,17 @@ def test_embeddings_file_keyed_on_weights_and_pipeline(frame_tree, tmp_path):
     saved = torch.load(emb, weights_only=True)
     assert saved['features'].shape[:2] == (24, 3)  # 24 videos, 3 frames
     assert saved['model_hash'] == weights_hash(runner.model)
+    # the saved features are each video's own, in dataset order
+    videos = runner.test_loop.dataloader.dataset.dataset
+    assert saved['video_keys'] == [
+        runner.test_loop.dataloader.dataset.video_key(i)
+        for i in range(len(videos))
+    ]
+    with torch.no_grad():
+        for i in (0, 13, 23):
+            alone = runner.model.embed_videos(pseudo_collate([videos[i]]))
+            torch.testing.assert_close(
+                saved['features'][i], alone[0], atol=1e-5, rtol=1e-5)
     assert calls[0] > 0 and not list(tmp_path.glob('*.partial'))
 
     # same weights and pipeline: loaded, the backbone does not run
@@ -212,6 +241,8 @@ def test_embeddings_file_keyed_on_weights_and_pipeline(frame_tree, tmp_path):
     last = torch.load(emb, weights_only=True)
     assert last['model_hash'] == again['model_hash']
     assert last['pipeline_hash'] != again['pipeline_hash']
+    assert last['video_keys'] == again['video_keys']
+    assert not torch.allclose(last['features'], again['features'])
 
 
 @pytest.mark.parametrize('content', ['checkpoint', 'text'])
@@ -290,7 +321,7 @@ def test_chunk_size_does_not_change_predictions(frame_tree, tmp_path):
         runner.register_hook(recorder)
         metrics = runner.test()
         runs[size] = (metrics, recorder.iters,
-                      pickle.load(open(tmp_path / f'{size}.pkl', 'rb')))
+                      load_dump(tmp_path / f'{size}.pkl'))
     assert runs[1][1] == [(i, 1) for i in range(12)]
     assert runs[5][1] == [(0, 5), (1, 5), (2, 2)]
     assert runs[1][0] == pytest.approx(runs[5][0], nan_ok=True)
@@ -302,3 +333,74 @@ def test_chunk_size_does_not_change_predictions(frame_tree, tmp_path):
         for key in ('pred_score', 'rgb_score', 'flow_score', 'reliability'):
             torch.testing.assert_close(a[key], b[key])
         assert torch.equal(a['pred_label'], b['pred_label'])
+
+
+# what the video loader's worker_init_fn and collate_fn (registered, as a
+# config names them, in MMEngine's FUNCTIONS) leave in each batch
+WORKER_MARK = None
+
+
+@FUNCTIONS.register_module(name='cached_loop_test_mark_worker', force=True)
+def mark_worker(worker_id, tag):
+    """worker_init_fn: remember ``(tag, worker_id)`` in this worker."""
+    global WORKER_MARK
+    WORKER_MARK = (tag, worker_id)
+
+
+@FUNCTIONS.register_module(name='cached_loop_test_collate', force=True)
+def tagged_collate(data_batch, tag):
+    """pseudo_collate, the batch tagged with ``tag``, the worker's mark and
+    the collating process."""
+    batch = pseudo_collate(data_batch)
+    batch['collated_by'] = (tag, WORKER_MARK, os.getpid())
+    return batch
+
+
+@pytest.mark.parametrize('given', ['config', 'built_loader'])
+def test_video_loader_takes_the_dataloader_settings(frame_tree, tmp_path,
+                                                    given):
+    """The test dataloader's ``collate_fn``, ``worker_init_fn`` and
+    ``num_workers`` (from a config, or from a built loader) load the
+    videos: 24 videos in batches of ``video_batch_size`` 5, collated in a
+    worker process that ``worker_init_fn`` marked."""
+    if given == 'config':
+        loader = dict(
+            dataset=episodic(frame_tree),
+            batch_size=1,
+            num_workers=1,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='cached_loop_test_collate', tag='config'),
+            worker_init_fn=dict(
+                type='cached_loop_test_mark_worker', tag='seeded'))
+    else:
+        episodes = DATASETS.build(episodic(frame_tree))
+        episodes.full_init()
+        loader = DataLoader(
+            episodes,
+            batch_size=1,
+            num_workers=1,
+            sampler=DefaultSampler(episodes, shuffle=False),
+            collate_fn=partial(tagged_collate, tag='built_loader'),
+            worker_init_fn=partial(mark_worker, tag='seeded'))
+    runner, _ = run_test(
+        frame_tree,
+        tmp_path / 'work',
+        'CachedEpisodeTestLoop',
+        tmp_path / 'out.pkl',
+        test_dataloader=loader,
+        video_batch_size=5)
+    batches, embed_videos = [], runner.model.embed_videos
+
+    def recording(batch):
+        batches.append((len(batch['inputs']), batch.pop('collated_by')))
+        return embed_videos(batch)
+
+    runner.model.embed_videos = recording
+    metrics = runner.test()
+    assert [size for size, _ in batches] == [5, 5, 5, 5, 4]
+    for _, (tag, worker_mark, pid) in batches:
+        assert (tag, worker_mark) == (given, ('seeded', 0))
+        assert pid != os.getpid()
+    assert metrics['fewshot/num_episodes'] == 12
+    assert [r['episode_index']
+            for r in load_dump(tmp_path / 'out.pkl')] == list(range(12))

@@ -4,11 +4,13 @@ Peers (TRX, CLIP-FSAR) run the backbone on every video of every test
 episode.  With a deterministic test pipeline (``SampleFrames(test_mode=True)``
 and a centre crop) a video's per-frame features are the same in every
 episode, so these loops embed each video of the episode set's underlying
-dataset once (split across ranks, then gathered), let the heads do their
+dataset once (a loader built like the episode loader, its ``DefaultSampler``
+splitting the videos across ranks, then gathered), let the heads do their
 per-video work once (e.g. OTAM's frame distances of every pair of videos),
 and run all episodes from that cache by video index: only the head's
 per-episode part (and, for AMFIR, ASI / AMI) runs per episode, on chunks of
-``episode_batch_size`` episodes at once.
+``episode_batch_size`` episodes at once, split across ranks by the episode
+loader's sampler.
 ``tests/test_cached_episode_loops.py`` checks the predictions equal the
 per-episode path.
 
@@ -41,10 +43,9 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmaction.registry import LOOPS
-from mmengine.dataset import DefaultSampler, pseudo_collate
 from mmengine.dist import collect_results, get_dist_info
 from mmengine.model import is_model_wrapper
-from mmengine.runner import TestLoop, ValLoop
+from mmengine.runner import Runner, TestLoop, ValLoop
 from mmengine.runner.amp import autocast
 from torch.utils.data import DataLoader
 
@@ -52,6 +53,12 @@ from ..utils.io import RefuseOverwriteError
 
 Features = Union[torch.Tensor, Dict[str, torch.Tensor]]
 EMBEDDINGS_FORMAT = 'amfir_mm.CachedEpisodeLoop.embeddings/v2'
+# keys of the loop's dataloader config that describe episodes, not videos:
+# the video loader sets its own dataset, sampler and batch size (and never
+# drops or slices videos); every other key (num_workers, collate_fn,
+# pin_memory, persistent_workers, worker_init_fn, ...) applies to it
+EPISODE_LOADER_KEYS = ('dataset', 'sampler', 'batch_sampler', 'batch_size',
+                       'drop_last', 'num_batch_per_epoch')
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -96,6 +103,16 @@ class CachedEpisodeMixin:
     """Shared body of :class:`CachedEpisodeValLoop` / ``TestLoop``.
 
     Args:
+        runner (Runner): the runner.
+        dataloader (dict | DataLoader): the episode loader (an
+            :class:`EpisodicDataset`).  Its sampler splits the episodes
+            across ranks; its other settings but the batch size
+            (``num_workers``, ``collate_fn``, ``pin_memory``,
+            ``persistent_workers``, ``worker_init_fn``, ...) also build the
+            video loader (see :meth:`build_video_loader`).
+        evaluator (dict | list | Evaluator): the episode evaluator.
+        fp16 (bool): autocast the embedding and the episodes.
+            Defaults to False.
         video_batch_size (int): videos per backbone batch when embedding.
         embeddings_file (str, optional): reuse the per-video features saved
             there if the file lists the same videos and was made with the
@@ -111,27 +128,83 @@ class CachedEpisodeMixin:
             overhead while a chunk's per-episode tensors stay small.
     """
 
-    def _setup(self, video_batch_size: int, embeddings_file: Optional[str],
-               episode_batch_size: int, dataloader) -> None:
-        if episode_batch_size < 1:
-            raise ValueError(f'episode_batch_size must be >= 1, got '
-                             f'{episode_batch_size}')
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, dict],
+                 evaluator,
+                 fp16: bool = False,
+                 video_batch_size: int = 8,
+                 embeddings_file: Optional[str] = None,
+                 episode_batch_size: int = 64) -> None:
+        for name, value in (('video_batch_size', video_batch_size),
+                            ('episode_batch_size', episode_batch_size)):
+            if value < 1:
+                raise ValueError(f'{name} must be >= 1, got {value}')
+        super().__init__(runner, dataloader, evaluator, fp16)
         self.video_batch_size = video_batch_size
         self.embeddings_file = embeddings_file
         self.episode_batch_size = episode_batch_size
-        # the video dataset's config (pipeline, root, ...), which keys the
-        # embeddings file; None when the loop got a built data loader
+        # the episode loader's settings that apply to the video loader
+        # (workers, collate_fn, ...) and the video dataset's config
+        # (pipeline, root, ...), which keys the embeddings file; None when
+        # the loop got a built data loader
+        self._video_loader_cfg = None
         self._video_dataset_cfg = None
-        if isinstance(dataloader, dict) and isinstance(
-                dataloader.get('dataset'), dict):
-            episodes_cfg = dataloader['dataset']
-            self._video_dataset_cfg = copy.deepcopy(
-                episodes_cfg.get('dataset', episodes_cfg))
+        if isinstance(dataloader, dict):
+            self._video_loader_cfg = {
+                key: copy.deepcopy(value)
+                for key, value in dataloader.items()
+                if key not in EPISODE_LOADER_KEYS
+            }
+            if isinstance(dataloader.get('dataset'), dict):
+                episodes_cfg = dataloader['dataset']
+                self._video_dataset_cfg = copy.deepcopy(
+                    episodes_cfg.get('dataset', episodes_cfg))
 
     @property
     def _model(self):
         model = self.runner.model
         return model.module if is_model_wrapper(model) else model
+
+    def build_video_loader(self, videos) -> DataLoader:
+        """The loader of every video of ``videos`` (the episode set's
+        video dataset), in index order, split across ranks.
+
+        Built by :meth:`mmengine.runner.Runner.build_dataloader` from the
+        loop's dataloader config with ``DefaultSampler(shuffle=False)`` and
+        ``video_batch_size`` videos a batch, so the config's
+        ``num_workers``, ``collate_fn``, ``pin_memory``,
+        ``persistent_workers`` and ``worker_init_fn`` take effect (for a
+        built episode loader: its ``num_workers``, ``collate_fn``,
+        ``pin_memory``, ``persistent_workers`` and ``worker_init_fn``).
+        Rank ``r`` of ``w`` gets videos ``r, r + w, ...``, padded by
+        repeating the first videos to ``ceil(num_videos / w)`` each;
+        :func:`mmengine.dist.collect_results` restores the index order and
+        drops the padding.
+        """
+        if self._video_loader_cfg is not None:
+            cfg = dict(self._video_loader_cfg)
+        else:
+            episode_loader = self.dataloader
+            cfg = dict(
+                num_workers=episode_loader.num_workers,
+                collate_fn=episode_loader.collate_fn,
+                pin_memory=episode_loader.pin_memory,
+                persistent_workers=episode_loader.persistent_workers)
+            if episode_loader.worker_init_fn is not None:
+                cfg['worker_init_fn'] = dict(
+                    type=episode_loader.worker_init_fn)
+        # build_dataloader deep-copies its config, so the loader reads a
+        # copy of the video dataset (same data list and pipeline)
+        cfg.update(
+            dataset=videos,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=self.video_batch_size)
+        return Runner.build_dataloader(
+            cfg,
+            seed=self.runner.seed,
+            diff_rank_seed=self.runner._randomness_cfg.get(
+                'diff_rank_seed', False))
 
     def _video_keys(self, videos) -> List[str]:
         return [
@@ -211,12 +284,9 @@ class CachedEpisodeMixin:
                     self.runner.logger.info(message)
                     return features
                 self.runner.logger.warning(message)
-        loader = DataLoader(
-            videos,
-            batch_size=self.video_batch_size,
-            num_workers=self.dataloader.num_workers,
-            sampler=DefaultSampler(videos, shuffle=False),
-            collate_fn=pseudo_collate)
+        loader = self.build_video_loader(videos)
+        # this rank's videos, padding included
+        num_mine = len(loader.sampler)
         model, per_video = self._model, []
         step = max(1, len(loader) // 10)
         for i, batch in enumerate(loader):
@@ -230,9 +300,12 @@ class CachedEpisodeMixin:
                     for k, v in feats.items()
                 } if isinstance(feats, dict) else feats[b])
             if (i + 1) % step == 0 or i + 1 == len(loader):
-                done = min((i + 1) * self.video_batch_size, len(videos))
                 self.runner.logger.info(
-                    f'embedded {done}/{len(videos)} videos (this rank)')
+                    f'embedded {len(per_video)}/{num_mine} videos (this '
+                    'rank)')
+        # per_video is in this rank's sampler order: collect_results
+        # interleaves the ranks' lists back into index order and cuts the
+        # padding off at len(videos)
         per_video = collect_results(per_video, len(videos), device='cpu')
         rank, _ = get_dist_info()
         if rank == 0:
@@ -267,11 +340,11 @@ class CachedEpisodeMixin:
     def run_episodes(self, features: Features) -> dict:
         """Predict every episode from cached features and evaluate."""
         episodes = self.dataloader.dataset
-        rank, world = get_dist_info()
-        # Like DefaultSampler: pad to a multiple of the world size, take
-        # every world-th episode; the evaluator drops the padding.
-        total = -(-len(episodes) // world) * world
-        mine = [i % len(episodes) for i in range(rank, total, world)]
+        _, world = get_dist_info()
+        # this rank's episodes, as the episode loader's sampler gives them
+        # (DefaultSampler: every world-th episode, padded to a multiple of
+        # the world size; the evaluator drops the padding)
+        mine = list(self.dataloader.sampler)
         model = self._model
         features = _to(features, next(model.parameters()).device)
         # The episode phase shares the cores among the processes of this
@@ -328,33 +401,9 @@ class CachedEpisodeValLoop(CachedEpisodeMixin, ValLoop):
     :class:`CachedEpisodeMixin` for the arguments)."""
     _phase = 'val'
 
-    def __init__(self,
-                 runner,
-                 dataloader,
-                 evaluator,
-                 fp16: bool = False,
-                 video_batch_size: int = 8,
-                 embeddings_file: Optional[str] = None,
-                 episode_batch_size: int = 64) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup(video_batch_size, embeddings_file, episode_batch_size,
-                    dataloader)
-
 
 @LOOPS.register_module()
 class CachedEpisodeTestLoop(CachedEpisodeMixin, TestLoop):
     """Meta-test over fixed episodes from once-per-video embeddings (see
     :class:`CachedEpisodeMixin` for the arguments)."""
     _phase = 'test'
-
-    def __init__(self,
-                 runner,
-                 dataloader,
-                 evaluator,
-                 fp16: bool = False,
-                 video_batch_size: int = 8,
-                 embeddings_file: Optional[str] = None,
-                 episode_batch_size: int = 64) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self._setup(video_batch_size, embeddings_file, episode_batch_size,
-                    dataloader)
