@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 
+from .evidence import episode_evidence_channels
+
 
 def posterior_evidence(log_probs: torch.Tensor, topk: int) -> torch.Tensor:
     """Label-free statistics of each modality's posterior.
@@ -78,9 +80,11 @@ class ActiveSampleInference(BaseModule):
     posterior (detached: ASI never trains the branches) and, optionally,
     the query's temporally pooled features of every modality (detached by
     default) and, optionally, :func:`cross_modal_evidence` (do the
-    modalities agree?).  Output: ``log pi (M, S)``, a log-softmax over
-    modalities.  The last layer starts at zero, so an untrained net gives
-    ``pi = 1/S``.
+    modalities agree?) and, optionally, per-episode evidence
+    (:func:`episode_evidence`: distance margins, the query's rank in its
+    episode, the support set's separation), which the recogniser computes.
+    Output: ``log pi (M, S)``, a log-softmax over modalities.  The last
+    layer starts at zero, so an untrained net gives ``pi = 1/S``.
 
     Args:
         num_modalities (int): ``S``.
@@ -90,6 +94,11 @@ class ActiveSampleInference(BaseModule):
             channels; given, pooled query features join the evidence.
         detach_features (bool): stop ASI's gradient into the features.
         cross_modal (bool): add :func:`cross_modal_evidence`.
+        episode_evidence (Sequence[str]): groups of
+            :func:`episode_evidence` the net reads (empty: none).
+        normalize_evidence (bool): standardise the evidence with a
+            non-affine ``BatchNorm1d`` (running statistics at test): the
+            groups have different scales.
     """
 
     def __init__(self,
@@ -99,6 +108,8 @@ class ActiveSampleInference(BaseModule):
                  feature_channels: Optional[Sequence[int]] = None,
                  detach_features: bool = True,
                  cross_modal: bool = False,
+                 episode_evidence: Sequence[str] = (),
+                 normalize_evidence: bool = False,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.num_modalities = num_modalities
@@ -114,6 +125,12 @@ class ActiveSampleInference(BaseModule):
                                                         or ())
         if cross_modal:
             in_channels += 2 * num_modalities * (num_modalities - 1)
+        self.episode_evidence = tuple(episode_evidence)
+        in_channels += episode_evidence_channels(self.episode_evidence,
+                                                 num_modalities)
+        self.norm = (
+            nn.BatchNorm1d(in_channels, affine=False)
+            if normalize_evidence else nn.Identity())
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, hidden_channels), nn.ReLU(inplace=True),
             nn.Linear(hidden_channels, num_modalities))
@@ -126,13 +143,15 @@ class ActiveSampleInference(BaseModule):
 
     def forward(self,
                 log_probs: torch.Tensor,
-                features: Optional[Sequence[torch.Tensor]] = None
-                ) -> torch.Tensor:
+                features: Optional[Sequence[torch.Tensor]] = None,
+                episode: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             log_probs: ``(M, S, N)`` modality log-posteriors.
             features: ``S`` tensors ``(M, C_s)`` of pooled query features
                 (needed iff ``feature_channels`` was given).
+            episode: ``(M, F)`` :func:`episode_evidence` of the queries
+                (needed iff ``episode_evidence`` is not empty).
 
         Returns:
             ``(M, S)`` ``log pi``.
@@ -146,4 +165,10 @@ class ActiveSampleInference(BaseModule):
             evidence += [
                 f.detach() if self.detach_features else f for f in features
             ]
-        return F.log_softmax(self.mlp(torch.cat(evidence, dim=1)), dim=-1)
+        if self.episode_evidence:
+            if episode is None:
+                raise ValueError('this ASI net reads episode evidence '
+                                 f'{self.episode_evidence}; none was given')
+            evidence.append(episode.detach())
+        evidence = self.norm(torch.cat(evidence, dim=1))
+        return F.log_softmax(self.mlp(evidence), dim=-1)

@@ -82,18 +82,27 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
     MMAction2's head API (:meth:`loss`, :meth:`predict`) over a batch of
     episodes, so a head is usable alone by :class:`FewShotRecognizer`.
 
+    An optional ``adapter`` (e.g. :class:`TemporalAdapter`) maps each
+    video's per-frame features ``(T, C)`` to ``(T, C)`` before the
+    distances, in every path (:meth:`batch_logits`, :meth:`cache_videos`),
+    so a frozen backbone's features can still be meta-trained.
+
     Args:
         temperature (float): initial ``tau`` (> 0).
         learn_temperature (bool): learn ``log tau``.
         loss_cls (dict): classification loss on the logits.
+        adapter (dict, optional): module applied to ``(..., T, C)``
+            per-video frame features.
     """
 
     def __init__(self,
                  temperature: float = 1.0,
                  learn_temperature: bool = True,
                  loss_cls: dict = dict(type='CrossEntropyLoss'),
+                 adapter: Optional[dict] = None,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.adapter = MODELS.build(adapter) if adapter else None
         log_tau = torch.tensor(float(temperature)).log()
         if learn_temperature:
             self.log_temperature = nn.Parameter(log_tau)
@@ -122,20 +131,32 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
             ``(..., M, N)`` distances (smaller = closer).
         """
 
+    def adapt(self, videos: torch.Tensor) -> torch.Tensor:
+        """``(..., T, C)`` per-video frame features through the adapter
+        (unchanged without one)."""
+        return videos if self.adapter is None else self.adapter(videos)
+
     # -- cached meta-test: per-video work done once ----------------------
-    def cache_videos(self, videos: torch.Tensor) -> Any:
+    def cache_videos(self, videos: torch.Tensor, **kwargs) -> Any:
         """What every episode of a cached meta-test needs of each video,
-        computed once (:mod:`amfir_mm.engine.cached_episode_loops`).
+        computed once (:mod:`amfir_mm.engine.cached_episode_loops`): the
+        adapted features' :meth:`cache_features`.
 
         Args:
             videos: ``(num_videos, T, C)`` per-frame features of every
                 video the episodes draw from.
+            kwargs: options of the head's :meth:`cache_features`.
 
         Returns:
-            whatever :meth:`cached_distances` reads; here the features
-            themselves.  Heads override both to move per-video (or
-            per-pair) work out of the episode loop.
+            whatever :meth:`cached_distances` reads.
         """
+        return self.cache_features(self.adapt(videos), **kwargs)
+
+    def cache_features(self, videos: torch.Tensor) -> Any:
+        """The per-video cache of adapted ``(num_videos, T, C)``
+        features; here the features themselves.  Heads override this and
+        :meth:`cached_distances` to move per-video (or per-pair) work out
+        of the episode loop."""
         return videos
 
     def cached_distances(self, cache: Any, support_index: torch.Tensor,
@@ -181,7 +202,9 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
         """
         if video_index is None:
             support, query = split_episode(feats, meta)
-            return self(support, query, meta['num_ways'], meta['num_shots'])
+            return self(
+                self.adapt(support), self.adapt(query), meta['num_ways'],
+                meta['num_shots'])
         support, query = split_episode_index(video_index, meta)
         return -self.cached_distances(feats, support, query, meta['num_ways'],
                                       meta['num_shots']) / self.temperature

@@ -148,7 +148,7 @@ class OTAMHead(BaseFewShotHead):
                 F.normalize(query, dim=-1), F.normalize(support, dim=-1)),
             num_ways, num_shots)
 
-    def cache_videos(self, videos: torch.Tensor) -> dict:
+    def cache_features(self, videos: torch.Tensor) -> dict:
         """Per-video work of the cached meta-test.
 
         Args:

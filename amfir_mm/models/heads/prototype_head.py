@@ -53,7 +53,7 @@ class PrototypeHead(BaseFewShotHead):
                     prototypes, dim=-1).transpose(-1, -2)
         return torch.cdist(query, prototypes).pow(2) / query.shape[-1]
 
-    def cache_videos(self, videos: torch.Tensor) -> torch.Tensor:
+    def cache_features(self, videos: torch.Tensor) -> torch.Tensor:
         """``(num_videos, T, C)`` -> ``(num_videos, C)`` video embeddings
         (all this head reads of a video)."""
         return videos.mean(1)

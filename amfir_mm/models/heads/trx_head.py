@@ -158,7 +158,7 @@ class TRXHead(BaseFewShotHead):
             self.tuple_keys_values(support), self.tuple_keys_values(query),
             num_ways, num_shots)
 
-    def cache_videos(self, videos: torch.Tensor, batch_size: int = 64):
+    def cache_features(self, videos: torch.Tensor, batch_size: int = 64):
         """Per-video work of the cached meta-test: every video's tuple keys
         and values (:meth:`tuple_keys_values`, ``batch_size`` videos at a
         time) when they fit ``cache_max_mb``, else the features.

@@ -8,13 +8,15 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 from mmengine.model import BaseModel, ModuleDict
 
-from ..fusion import FUSION_MODES, fuse_posteriors
+from ..fusion import FUSION_MODES, episode_evidence, fuse_posteriors
 from ..heads import (episode_shape, gather_videos, split_episode,
                      split_episode_index)
 from ..utils import (first_conv, loads_pretrained, pretrained_at_build,
                      pretrained_input_channels, set_input_channels)
 
 ALL_MODALITIES = ('rgb', 'flow')
+AMD_WEIGHTS = ('reliability', 'target', 'uniform')
+SUPPORT_EVIDENCE = ('prototype_spread', 'support_consistency')
 DEFAULT_IN_CHANNELS = dict(rgb=3, flow=2)
 DEFAULT_INPUT_KEYS = dict(rgb='imgs', flow='flow')
 DEFAULT_PREPROCESSOR = dict(
@@ -44,8 +46,11 @@ class AMFIRRecognizer(BaseModel):
     * ASI: the reliability net (:class:`ActiveSampleInference`) predicts
       ``pi_m(q)`` from label-free evidence; in training it is fitted to the
       free-energy target ``r`` (:class:`ASILoss`).
-    * AMD: the modalities distil into each other weighted by ``pi``
-      (:class:`AMDLoss`).
+    * AMD: the modalities distil into each other (:class:`AMDLoss`),
+      weighted by ``pi`` (``amd_weights='reliability'``), by the labelled
+      free-energy target ``r`` (``'target'``: the label is known in
+      meta-training; ``pi`` stays for test-time fusion) or by ``1/2``
+      (``'uniform'``: symmetric mutual learning).
     * AMI: the fused posterior weights each modality by ``pi``
       (:func:`fuse_posteriors`).
 
@@ -89,6 +94,8 @@ class AMFIRRecognizer(BaseModel):
         fusion (str): AMI mode, ``'log_linear'`` or ``'mixture'``.
         adaptive_inference (bool): weight by ``pi`` at test time.
         detach_reliability (bool): detach ``pi`` in fusion and AMD.
+        amd_weights (str): the teacher weights of AMD, one of
+            ``AMD_WEIGHTS`` (see above).
         loss_fused (dict, optional): loss on the fused log-posterior.
         loss_amd (dict, optional): :class:`AMDLoss` config.
         loss_asi (dict): :class:`ASILoss` config.
@@ -108,6 +115,7 @@ class AMFIRRecognizer(BaseModel):
                  fusion: str = 'log_linear',
                  adaptive_inference: bool = True,
                  detach_reliability: bool = True,
+                 amd_weights: str = 'reliability',
                  loss_fused: Optional[dict] = dict(type='CrossEntropyLoss'),
                  loss_amd: Optional[dict] = dict(type='AMDLoss'),
                  loss_asi: dict = dict(type='ASILoss'),
@@ -123,6 +131,9 @@ class AMFIRRecognizer(BaseModel):
         if reliability not in ('asi', 'uniform'):
             raise ValueError(f"reliability must be 'asi' or 'uniform', got "
                              f'{reliability!r}')
+        if amd_weights not in AMD_WEIGHTS:
+            raise ValueError(f'amd_weights must be one of {AMD_WEIGHTS}, '
+                             f'got {amd_weights!r}')
         if fusion not in FUSION_MODES:
             raise ValueError(f'fusion must be one of {FUSION_MODES}, got '
                              f'{fusion!r}')
@@ -131,6 +142,7 @@ class AMFIRRecognizer(BaseModel):
         self.fusion = fusion
         self.adaptive_inference = adaptive_inference
         self.detach_reliability = detach_reliability
+        self.amd_weights = amd_weights
         self.pretrained_in_channels = pretrained_in_channels
 
         branch_cfgs = dict(rgb=rgb, flow=flow)
@@ -155,13 +167,17 @@ class AMFIRRecognizer(BaseModel):
 
         multimodal = len(self.modalities) > 1
         self.asi = self.loss_asi = None
+        # the free-energy target r: ASI's training target, AMD's weights
+        # with amd_weights='target'
+        self.reliability_target = MODELS.build(loss_asi) if multimodal \
+            else None
         if multimodal and reliability == 'asi':
             asi_cfg = dict(
                 type='ActiveSampleInference',
                 num_modalities=len(self.modalities))
             asi_cfg.update(asi or {})
             self.asi = MODELS.build(asi_cfg)
-            self.loss_asi = MODELS.build(loss_asi)
+            self.loss_asi = self.reliability_target
         self.loss_amd = (
             MODELS.build(loss_amd) if multimodal and loss_amd else None)
         self.loss_fused = (
@@ -219,6 +235,15 @@ class AMFIRRecognizer(BaseModel):
     def _asi_uses_features(self) -> bool:
         return self.asi is not None and self.asi.uses_features
 
+    @property
+    def _episode_evidence(self) -> tuple:
+        return () if self.asi is None else self.asi.episode_evidence
+
+    @property
+    def _needs_pooled(self) -> bool:
+        return self._asi_uses_features or bool(
+            set(SUPPORT_EVIDENCE) & set(self._episode_evidence))
+
     def cache_videos(self, feats: Dict[str, torch.Tensor]) -> dict:
         """Per-video work of the cached meta-test, done once.
 
@@ -229,12 +254,13 @@ class AMFIRRecognizer(BaseModel):
         Returns:
             dict: modality -> ``dict(head=...)``, its head's
             :meth:`BaseFewShotHead.cache_videos`, plus ``pooled``
-            ``(num_videos, C)`` frame means where ASI reads features.
+            ``(num_videos, C)`` frame means where ASI reads features or
+            support evidence.
         """
         cache = {}
         for m, branch in self.branches.items():
             cache[m] = dict(head=branch.cls_head.cache_videos(feats[m]))
-            if self._asi_uses_features:
+            if self._needs_pooled:
                 cache[m]['pooled'] = feats[m].mean(1)
         return cache
 
@@ -258,24 +284,43 @@ class AMFIRRecognizer(BaseModel):
             dict: ``logits`` and ``log_probs`` ``(E, M, S, N)`` (the
             modalities in ``self.modalities`` order) and ``log_pi``
             ``(E, M, S)``; ASI runs on the ``E * M`` queries at once.
+            Where ASI reads episode evidence, also ``episode_evidence``
+            ``(E, M, F)`` (:func:`episode_evidence`).
         """
-        use_feats = self._asi_uses_features
-        logits, pooled = [], []
+        use_feats, groups = self._asi_uses_features, self._episode_evidence
+        logits, pooled, supports = [], [], []
         for m, branch in self.branches.items():
             head_feats = feats[m] if video_index is None else feats[m]['head']
             logits.append(
                 branch.cls_head.batch_logits(head_feats, meta, video_index))
             if use_feats:
-                pooled.append(_pooled_queries(feats[m], meta, video_index))
+                pooled.append(
+                    _pooled_videos(feats[m], meta, video_index,
+                                   'query').flatten(0, 1))
+            if set(SUPPORT_EVIDENCE) & set(groups):
+                supports.append(
+                    _pooled_videos(feats[m], meta, video_index, 'support'))
         logits = torch.stack(logits, dim=2)
         log_probs = F.log_softmax(logits, dim=-1)
+        out = dict(logits=logits, log_probs=log_probs)
         if self.asi is not None:
+            episode = None
+            if groups:
+                temperatures = torch.stack([
+                    b.cls_head.temperature.detach()
+                    for b in self.branches.values()
+                ])
+                episode = out['episode_evidence'] = episode_evidence(
+                    logits.detach(), temperatures, groups, supports or None,
+                    meta['num_ways'], meta['num_shots'])
+                episode = episode.flatten(0, 1)
             log_pi = self.asi(
-                log_probs.flatten(0, 1), pooled if use_feats else None)
-            log_pi = log_pi.unflatten(0, log_probs.shape[:2])
+                log_probs.flatten(0, 1), pooled if use_feats else None,
+                episode)
+            out['log_pi'] = log_pi.unflatten(0, log_probs.shape[:2])
         else:
-            log_pi = self._uniform(log_probs).log()
-        return dict(logits=logits, log_probs=log_probs, log_pi=log_pi)
+            out['log_pi'] = self._uniform(log_probs).log()
+        return out
 
     def episode_outputs(self, feats: Dict[str, torch.Tensor],
                         data_samples: List) -> List[dict]:
@@ -322,13 +367,23 @@ class AMFIRRecognizer(BaseModel):
             losses['loss_fused'] = self.loss_fused(fused, labels)
         losses['acc_fused'] = _accuracy(fused, labels)
         if self.loss_amd is not None:
-            losses['loss_amd'] = self.loss_amd(logits, weights)
+            losses['loss_amd'] = self.loss_amd(
+                logits, self._amd_weights(weights, log_probs, labels))
         if self.loss_asi is not None:
             losses['loss_asi'] = self.loss_asi(log_pi, log_probs.detach(),
                                                labels)
         for s, m in enumerate(self.modalities):
             losses[f'reliability_{m}'] = log_pi[:, s].exp().mean().detach()
         return losses
+
+    def _amd_weights(self, pi: torch.Tensor, log_probs: torch.Tensor,
+                     labels: torch.Tensor) -> torch.Tensor:
+        """AMD's ``(M, S)`` teacher weights (see ``amd_weights``)."""
+        if self.amd_weights == 'target':
+            return self.reliability_target.target(log_probs.detach(), labels)
+        if self.amd_weights == 'uniform':
+            return self._uniform(log_probs)
+        return pi
 
     def loss(self, inputs, data_samples: List,
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -449,16 +504,18 @@ class AMFIRRecognizer(BaseModel):
                            'predict and tensor mode')
 
 
-def _pooled_queries(feats, meta: dict,
-                    video_index: Optional[torch.Tensor]) -> torch.Tensor:
-    """ASI's temporally pooled query features ``(E * M, C)`` of ``E``
-    episodes, from ``(E, V * T, C)`` features or, with ``video_index``
-    ``(E, V)``, from the ``pooled`` ``(num_videos, C)`` of
-    :meth:`AMFIRRecognizer.cache_videos`."""
+def _pooled_videos(feats, meta: dict, video_index: Optional[torch.Tensor],
+                   part: str) -> torch.Tensor:
+    """Temporally pooled features of the queries ``(E, M, C)`` or the
+    supports ``(E, N * K, C)`` (``part``) of ``E`` episodes, from ``(E,
+    V * T, C)`` features or, with ``video_index`` ``(E, V)``, from the
+    ``pooled`` ``(num_videos, C)`` of :meth:`AMFIRRecognizer.cache_videos`.
+    """
+    which = 0 if part == 'support' else 1
     if video_index is None:
-        return split_episode(feats, meta)[1].mean(2).flatten(0, 1)
-    query_index = split_episode_index(video_index, meta)[1]
-    return gather_videos(feats['pooled'], query_index).flatten(0, 1)
+        return split_episode(feats, meta)[which].mean(2)
+    index = split_episode_index(video_index, meta)[which]
+    return gather_videos(feats['pooled'], index)
 
 
 def _unbatch(outputs: Dict[str, torch.Tensor]) -> List[dict]:
