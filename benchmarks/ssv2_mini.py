@@ -57,6 +57,7 @@ Each root is a folder of class folders of video folders of RGB frames
 model, 200 episodes.
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -74,18 +75,32 @@ from mmengine.config import DictAction
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 CONFIG = osp.join(ROOT, 'configs/ssv2mini/amfir_effl0_112_5way1shot.py')
-# trained models: name -> overrides of cfg.model (each ablation changes
-# one thing of 'amfir')
+# trained models ("arms"): name -> how it differs from the config's model
+# (see arm_model_config): ``modalities``, ``adapter`` (False: no
+# TemporalAdapter, the frozen features as they are), ``amd`` (AMD's
+# weights: 'target' = the labelled free-energy target r, 'reliability' =
+# pi, 'uniform' = symmetric mutual learning, None = no AMD loss), and
+# plain overrides of cfg.model.  'amfir' is the config itself.
 MODELS = dict(
-    rgb=dict(modalities=['rgb']), flow=dict(modalities=['flow']), amfir=dict())
+    rgb=dict(modalities=['rgb'], adapter=False),
+    flow=dict(modalities=['flow'], adapter=False),
+    rgb_adapter=dict(modalities=['rgb']),
+    flow_adapter=dict(modalities=['flow']),
+    amfir_frozen=dict(adapter=False),
+    amfir_ce=dict(amd=None),
+    amfir_ml=dict(amd='uniform'),
+    amfir_amd_pi=dict(amd='reliability'),
+    amfir=dict())
 ABLATIONS = dict(
     amfir_no_asi=dict(reliability='uniform'),
-    amfir_no_amd=dict(loss_amd=None),
+    amfir_joint_asi=dict(asi_fit='joint'),
     amfir_mixture=dict(fusion='mixture'))
+MULTIMODAL = ('amfir_frozen', 'amfir_ce', 'amfir_ml', 'amfir_amd_pi', 'amfir')
 FLOW_METHODS = dict(
     tvl1=dict(type='TVL1FlowEstimator'),
     dis=dict(type='DISFlowEstimator', preset='medium'))
-SINGLE = ('rgb', 'flow', 'amfir_rgb', 'amfir_flow')
+SINGLE = ('rgb', 'flow', 'rgb_adapter', 'flow_adapter', 'amfir_rgb',
+          'amfir_flow')
 NUM_WAYS = 5
 
 
@@ -148,11 +163,36 @@ def parse_args(argv=None):
     parser.add_argument(
         '--seed', type=int, default=3, help='seed of the evaluation episodes')
     parser.add_argument(
+        '--seeds',
+        type=int,
+        help='training seeds per model and fold (default 3; 1 with '
+        '--quick); the accuracies average them')
+    parser.add_argument(
+        '--transductive',
+        action='store_true',
+        help='also score opt-in transductive inference (beyond the paper) '
+        'of ' + ', '.join(TRANSDUCTIVE) + ' and a transductive late fusion '
+        'on the same episodes (predict_transductive)')
+    parser.add_argument(
+        '--asi-fit',
+        choices=('heldout', 'joint'),
+        default='heldout',
+        help='heldout: ASI trained again, branches frozen, on episodes of '
+        'videos held out from a copy of the branches (see '
+        'fit_asi_heldout); joint: ASI trained with the branches only')
+    parser.add_argument(
         '--bootstrap',
         type=int,
         default=2000,
         help='bootstrap replicates over folds and videos')
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads for training and episodes (1: the models are '
+        'so small that more threads only wait on each other; run the shot '
+        'settings as parallel processes instead)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -179,10 +219,12 @@ def parse_args(argv=None):
         args.flow = 'dis' if args.quick else 'tvl1'
     if args.views is None:
         args.views = 1 if args.quick else 4
+    if args.seeds is None:
+        args.seeds = 1 if args.quick else 3
     if args.quick:
         args.iters = 20 if args.iters is None else args.iters
         args.episodes = min(args.episodes, 200)
-    for name in ('views', 'episodes', 'fit_episodes', 'shots'):
+    for name in ('views', 'episodes', 'fit_episodes', 'shots', 'seeds'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
     if args.folds < 0:
@@ -328,16 +370,31 @@ def pool_videos(datasets: dict) -> dict:
         labels=np.asarray([classes.index(e[3]) for e in entries]))
 
 
-def build_model(cfg, overrides: dict, pretrained: bool = False):
-    """The config's model with ``overrides`` of ``cfg.model``.  Only the
-    embedding model loads the ImageNet weights (``pretrained``): the
-    trained models run on the cached features, and ``init_weights`` leaves
-    their heads and ASI net as built."""
+def arm_model_config(cfg, arm: dict):
+    """``cfg.model`` changed as the arm says (see ``MODELS``)."""
+    model_cfg = copy.deepcopy(cfg.model)
+    for key, value in arm.items():
+        if key == 'adapter':
+            if not value:
+                for m in ('rgb', 'flow'):
+                    model_cfg[m].cls_head.pop('adapter', None)
+        elif key == 'amd':
+            if value is None:
+                model_cfg.loss_amd = None
+            else:
+                model_cfg.amd_weights = value
+        elif key != 'asi_fit':
+            model_cfg[key] = value
+    return model_cfg
+
+
+def build_model(cfg, arm: dict, pretrained: bool = False):
+    """The config's model changed as ``arm`` says.  Only the embedding
+    model loads the ImageNet weights (``pretrained``): the trained models
+    run on the cached features, and ``init_weights`` leaves their heads and
+    ASI net as built."""
     from mmaction.registry import MODELS as REGISTRY
-    model_cfg = cfg.model.copy()
-    for key, value in overrides.items():
-        model_cfg[key] = value
-    model = REGISTRY.build(model_cfg)
+    model = REGISTRY.build(arm_model_config(cfg, arm))
     if pretrained:
         model.init_weights()
     return model
@@ -433,17 +490,29 @@ def episodes_of(pool: dict, videos: np.ndarray, shots: int, queries: int,
         check_frame_dirs=False)
 
 
-def train_cached(cfg, model, views: dict, pool: dict, videos: np.ndarray,
-                 shots: int, iters: int, seed: int) -> float:
+def train_cached(cfg,
+                 model,
+                 views: dict,
+                 pool: dict,
+                 videos: np.ndarray,
+                 shots: int,
+                 iters: int,
+                 seed: int,
+                 asi_only: bool = False) -> float:
     """Meta-train ``model`` for ``iters`` episodes of ``videos`` on their
-    cached training views (one drawn per video and episode) with the
-    config's optimiser and schedule; returns the seconds taken."""
+    cached training views (``(views, num_videos, T, C)`` per modality; one
+    view drawn per video and episode) with the config's optimiser and
+    schedule; returns the seconds taken.
+
+    ``asi_only``: train the reliability net alone on ``loss_asi`` (the
+    second ASI stage), every other parameter frozen."""
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import PARAM_SCHEDULERS
     start = time.monotonic()
     if iters <= 0:
         return 0.0
-    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    target = model.asi if asi_only else model
+    optim = build_optim_wrapper(target, cfg.optim_wrapper)
     scheds = []
     for sched in cfg.get('param_scheduler', None) or []:
         sched = dict(sched, optimizer=optim)
@@ -456,6 +525,10 @@ def train_cached(cfg, model, views: dict, pool: dict, videos: np.ndarray,
     rng = np.random.default_rng(seed)
     num_views = next(iter(views.values())).shape[0]
     model.train()
+    for param in model.parameters():
+        param.requires_grad_(not asi_only)
+    if asi_only:
+        model.asi.requires_grad_(True)
     for it in range(iters):
         order, sample = episodes.episode_sample(it)
         vids = torch.as_tensor(videos[order])
@@ -465,12 +538,123 @@ def train_cached(cfg, model, views: dict, pool: dict, videos: np.ndarray,
             for m in model.modalities
         }
         out = model.episode_outputs(feats, [sample])[0]
-        loss, _ = model.parse_losses(
-            model.episode_losses(out, sample.gt_label))
+        if asi_only:
+            loss = model.loss_asi(out['log_pi'], out['log_probs'].detach(),
+                                  sample.gt_label)
+        else:
+            loss, _ = model.parse_losses(
+                model.episode_losses(out, sample.gt_label))
         optim.update_params(loss)
         for sched in scheds:
             sched.step()
     model.eval()
+    model.requires_grad_(True)
+    return time.monotonic() - start
+
+
+TRANSDUCTIVE = ('rgb', 'flow', 'rgb_adapter', 'flow_adapter', 'amfir_frozen',
+                'amfir')
+
+
+@torch.no_grad()
+def predict_transductive(model,
+                         pred: dict,
+                         features: dict,
+                         steps: int = 3) -> dict:
+    """Opt-in transductive inference on the episodes of ``pred`` (beyond
+    the paper): each modality's prototypes refined by the episode's
+    unlabelled queries (:class:`CrossModalSoftKMeans`, ``steps`` soft
+    k-means steps on the heads' video embeddings, the adapted frame means
+    of a :class:`PrototypeHead`).  A single-modality model assigns queries
+    by its own posteriors (``source='self'``); a multimodal one by the
+    other modality's more confident ones (``source='other'``) and fuses
+    the refined posteriors log-linearly with the module's per-episode
+    reliability (cross-modal agreement, no labels).
+
+    Returns:
+        dict: ``pred_score`` ``(E, M, N)`` and, for a multimodal model,
+        ``rgb_score`` / ``flow_score`` and ``reliability`` ``(E, M, 2)``.
+    """
+    from amfir_mm.models.fusion import CrossModalSoftKMeans
+    supports = torch.as_tensor(pred['supports'])
+    queries = torch.as_tensor(pred['queries'])
+    ways = pred['pred_score'].shape[-1]
+    shots = supports.shape[1] // ways
+    support, query, temperature = {}, {}, {}
+    for m in model.modalities:
+        head = model.branches[m].cls_head
+        embeddings = head.cache_videos(features[m])  # (V, C)
+        support[m], query[m] = embeddings[supports], embeddings[queries]
+        temperature[m] = head.temperature
+    multimodal = len(model.modalities) > 1
+    refine = CrossModalSoftKMeans(
+        steps=steps, source='other' if multimodal else 'self')
+    out = refine(support, query, temperature, ways, shots)
+    probs = {m: lp.exp().numpy() for m, lp in out['log_probs'].items()}
+    if not multimodal:
+        return dict(pred_score=probs[model.modalities[0]])
+    reliability = out['reliability'][:, None].expand(-1, queries.shape[1],
+                                                     -1).numpy()
+    return dict(
+        pred_score=fuse([probs['rgb'], probs['flow']], reliability,
+                        'log_linear'),
+        rgb_score=probs['rgb'],
+        flow_score=probs['flow'],
+        reliability=reliability)
+
+
+def split_videos(videos: np.ndarray, labels: np.ndarray, seed: int) -> tuple:
+    """``videos`` split in two halves with each class halved (the second
+    half gets the odd one): the branches' half and ASI's held-out half."""
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for c in np.unique(labels[videos]):
+        own = rng.permutation(videos[labels[videos] == c])
+        first += list(own[:len(own) // 2])
+        second += list(own[len(own) // 2:])
+    return np.sort(first), np.sort(second)
+
+
+def fit_asi_heldout(cfg, model, initial_state: dict, arm: dict, feats: dict,
+                    pool: dict, videos: np.ndarray, shots: int, iters: int,
+                    seed: int) -> float:
+    """ASI for unseen classes (cross-fitting inside the fold): a copy of
+    the arm is meta-trained on one half of each training class's videos,
+    its branches are frozen, and its reliability net is trained again, on
+    ``loss_asi`` alone, on episodes of the other half: videos its branches
+    never saw, whose posteriors look like those of novel classes more than
+    training posteriors do.  That net replaces ``model``'s (whose branches
+    trained on all the videos); ``initial_state`` is ``model``'s state
+    before its training.  Where a half holds fewer than ``shots`` +
+    queries videos of a class, both stages use as many shots as fit.
+    Returns the seconds taken."""
+    start = time.monotonic()
+    branches_half, asi_half = split_videos(videos, pool['labels'], seed)
+    # a half may hold too few videos per class for K shots + the queries
+    # (ssv2_mini: 5 of 10 at K = 5): then both stages use fewer shots
+    smallest = min(
+        np.bincount(pool['labels'][half])[np.unique(
+            pool['labels'][half])].min() for half in (branches_half, asi_half))
+    shots = min(shots, smallest - cfg.train_dataloader.dataset.num_queries)
+    if shots < 1:
+        raise ValueError(f'held-out ASI: {smallest} videos per class in a '
+                         'half are too few for an episode')
+    helper = build_model(cfg, arm)
+    helper.load_state_dict(initial_state)
+    train_cached(cfg, helper, feats['train'], pool, branches_half, shots,
+                 iters, seed)
+    test_view = {m: f[None] for m, f in feats['test'].items()}
+    train_cached(
+        cfg,
+        helper,
+        test_view,
+        pool,
+        asi_half,
+        shots,
+        iters,
+        seed + 1,
+        asi_only=True)
+    model.asi.load_state_dict(helper.asi.state_dict())
     return time.monotonic() - start
 
 
@@ -483,10 +667,18 @@ def predict_all(model, dataset, features, chunk: int = 250) -> dict:
     n_support = dataset.num_ways * dataset.num_shots
     model.eval()
     cache = model.cache_videos(features)
+    evidence = getattr(model, 'asi', None) is not None and \
+        model.asi.episode_evidence
     for first in range(0, len(dataset), chunk):
         orders, samples = zip(
             *(dataset.episode_sample(idx)
               for idx in range(first, min(first + chunk, len(dataset)))))
+        if evidence:
+            from amfir_mm.models.heads import episode_shape
+            scores.setdefault('episode_evidence', []).extend(
+                model.batch_outputs(
+                    cache, episode_shape(samples),
+                    torch.as_tensor(orders))['episode_evidence'].unbind())
         for out in model.predict_episodes(
                 cache, list(samples), video_index=torch.as_tensor(orders)):
             for key in ('pred_score', 'rgb_score', 'flow_score',
@@ -533,36 +725,45 @@ def fit_global_weight(rgb: dict, flow: dict) -> float:
 
 def variant_scores(preds: dict,
                    w_rgb: float,
-                   fusion: str,
-                   seed: int = 0) -> dict:
-    """``(E, M, N)`` posteriors of every variant (see the module doc)."""
-    amfir = preds['amfir']
-    rgb, flow = preds['rgb']['pred_score'], preds['flow']['pred_score']
-    branches = [amfir['rgb_score'], amfir['flow_score']]
-    pi = amfir['reliability']  # (E, M, 2): rgb, flow
-    recomputed = fuse(branches, pi, fusion)
-    if not np.allclose(recomputed, amfir['pred_score'], atol=1e-4):
-        raise AssertionError('re-fusing AMFIR branches with its pi does not '
-                             'give its prediction')
-    rng = np.random.default_rng(seed)
-    shuffled = pi.reshape(-1, 2)[rng.permutation(pi.shape[0] * pi.shape[1])]
-    scores = dict(
-        rgb=rgb,
-        flow=flow,
+                   fusion,
+                   seed: int = 0,
+                   singles: tuple = ('rgb', 'flow')) -> dict:
+    """``(E, M, N)`` posteriors of every variant (see the module doc).
+
+    ``preds``: per trained model its :func:`predict_all`; ``fusion``: the
+    AMI rule, one for all or per model; ``singles``: the two
+    single-modality models that late fusion and the log-linear baselines
+    fuse.  Every multimodal model ``X`` gets ``X``, its branches
+    ``X_rgb`` / ``X_flow`` and the controls ``X_no_ami``, ``X_mean_pi``
+    and ``X_shuffled_pi``."""
+    rgb, flow = (preds[k]['pred_score'] for k in singles)
+    scores = {k: v['pred_score'] for k, v in preds.items()}
+    scores.update(
         late_fusion=fuse([rgb, flow], 0.5, 'mixture'),
         loglinear_uniform=fuse([rgb, flow], 0.5, 'log_linear'),
         loglinear_global=fuse([rgb, flow], np.array([w_rgb, 1 - w_rgb]),
-                              'log_linear'),
-        amfir=amfir['pred_score'],
-        amfir_rgb=branches[0],
-        amfir_flow=branches[1],
-        amfir_no_ami=fuse(branches, 0.5, fusion),
-        amfir_mean_pi=fuse(branches,
-                           pi.reshape(-1, 2).mean(0), fusion),
-        amfir_shuffled_pi=fuse(branches, shuffled.reshape(pi.shape), fusion))
-    for name in ABLATIONS:
-        if name in preds:
-            scores[name] = preds[name]['pred_score']
+                              'log_linear'))
+    rng = np.random.default_rng(seed)
+    for name, pred in preds.items():
+        if 'reliability' not in pred or 'rgb_score' not in pred or \
+                'flow_score' not in pred:
+            continue
+        rule = fusion if isinstance(fusion, str) else fusion[name]
+        branches = [pred['rgb_score'], pred['flow_score']]
+        pi = pred['reliability']  # (E, M, 2): rgb, flow
+        if not np.allclose(
+                fuse(branches, pi, rule), pred['pred_score'], atol=1e-4):
+            raise AssertionError(f're-fusing the branches of {name} with '
+                                 'its pi does not give its prediction')
+        flat = pi.reshape(-1, 2)
+        shuffled = flat[rng.permutation(len(flat))].reshape(pi.shape)
+        scores.update({
+            f'{name}_rgb': branches[0],
+            f'{name}_flow': branches[1],
+            f'{name}_no_ami': fuse(branches, 0.5, rule),
+            f'{name}_mean_pi': fuse(branches, flat.mean(0), rule),
+            f'{name}_shuffled_pi': fuse(branches, shuffled, rule)
+        })
     return scores
 
 
@@ -654,10 +855,108 @@ def bootstrap_difference(correct_a,
     return interval(observed[0], reps[:, 0])
 
 
+def evidence_signals(pred: dict, groups: tuple = ()) -> dict:
+    """Label-free per-query scores for "flow is the right modality" (larger
+    = flow more likely), each ``(E, M)``: ASI's ``pi_flow``, the flow -
+    RGB differences of the posterior statistics and of every
+    :func:`episode_evidence` group the model computed (``groups``, in its
+    order), and the cross-modal ``p_rgb(flow's class) - p_flow(rgb's
+    class)``."""
+    p_r, p_f = pred['rgb_score'], pred['flow_score']
+
+    def top2(p):
+        top = -np.sort(-p, -1)
+        return top[..., 0], top[..., 0] - top[..., 1]
+
+    def entropy(p):
+        return -(p * np.log(np.maximum(p, 1e-12))).sum(-1)
+
+    (top_r, margin_r), (top_f, margin_f) = top2(p_r), top2(p_f)
+    cross_r = np.take_along_axis(p_r, p_f.argmax(-1)[..., None], -1)[..., 0]
+    cross_f = np.take_along_axis(p_f, p_r.argmax(-1)[..., None], -1)[..., 0]
+    out = dict(
+        pi_flow=pred['reliability'][..., 1],
+        top_probability=top_f - top_r,
+        probability_margin=margin_f - margin_r,
+        entropy=entropy(p_r) - entropy(p_f),
+        cross_probability=cross_r - cross_f)
+    evidence, column = pred.get('episode_evidence'), 0
+    for group in groups:
+        if group == 'support_consistency':
+            loo = evidence[..., column:column + 2]
+            ratio = evidence[..., column + 2:column + 4]
+            out['support_loo_accuracy'] = loo[..., 1] - loo[..., 0]
+            out['support_within_between'] = ratio[..., 0] - ratio[..., 1]
+            column += 4
+        else:
+            pair = evidence[..., column:column + 2]
+            out[group] = pair[..., 1] - pair[..., 0]
+            column += 2
+    return out
+
+
+def signal_aurocs(signals: dict, rgb_ok: np.ndarray,
+                  flow_ok: np.ndarray) -> dict:
+    """AUROC (%) of each signal for "flow is right" on the queries where
+    exactly one modality is right (50: no information)."""
+    from amfir_mm.evaluation import auroc
+    one = rgb_ok ^ flow_ok
+    return {
+        k: 100 * auroc(v[one].ravel(), flow_ok[one].ravel())
+        for k, v in signals.items()
+    }
+
+
+def _spread(per_run: list) -> dict:
+    """mean / min / max over runs (folds x seeds) of each key."""
+    return {
+        key:
+        dict(
+            mean=round(float(np.nanmean([s[key] for s in per_run])), 4),
+            min=round(float(np.nanmin([s[key] for s in per_run])), 4),
+            max=round(float(np.nanmax([s[key] for s in per_run])), 4))
+        for key in per_run[0]
+    }
+
+
+def comparisons(names: list) -> list:
+    """The paired differences reported: ``amfir`` against every model,
+    baseline and its own controls (not other models' branches and
+    controls); every multimodal model ``X`` against its mean-pi and shuffled-pi
+    controls; and each branch of the AMD models against the same branch of
+    ``amfir_ce`` (does distillation lift it?)."""
+    derived = tuple(SUFFIXES)
+    pairs = [
+        ('amfir', n) for n in names
+        if n != 'amfir' and (not n.endswith(derived) or n.startswith('amfir_')
+                             and n[len('amfir'):] in derived)
+    ]
+    for name in MULTIMODAL:
+        if name != 'amfir' and name in names:
+            pairs += [(name, n) for n in SINGLE[:4] if n in names]
+    for name in names:
+        for control in ('mean_pi', 'shuffled_pi'):
+            if name != 'amfir' and f'{name}_{control}' in names:
+                pairs.append((name, f'{name}_{control}'))
+    for name in ('amfir_ml', 'amfir_amd_pi', 'amfir'):
+        for m in ('rgb', 'flow'):
+            if f'{name}_{m}' in names and f'amfir_ce_{m}' in names:
+                pairs.append((f'{name}_{m}', f'amfir_ce_{m}'))
+    for name in ('amfir_transductive', 'amfir_frozen_transductive'):
+        if name in names:
+            pairs += [(name, n) for n in names if n.endswith('_transductive')
+                      and n != name and not n.startswith('amfir')]
+    return pairs
+
+
 def summarise(folds: list, num_videos: int, replicates: int) -> dict:
-    """Accuracies, paired differences against ``amfir`` and ASI statistics
-    over the folds (each ``dict(correct=..., queries=..., supports=...,
-    pi=...)``)."""
+    """Accuracies, paired differences (:func:`comparisons`), ASI's
+    selection statistics and the evidence signals' AUROCs over the folds.
+
+    Each fold is ``dict(correct=..., queries=..., supports=..., runs=...)``:
+    ``correct`` per variant ``(E, M)`` correctness averaged over the seeds;
+    ``runs`` per multimodal model a list (one per seed) of ``dict(pi=(E, M,
+    2), rgb_ok=, flow_ok=, signals=)``."""
     from amfir_mm.evaluation import mean_ci95, selection_skill
     names = list(folds[0]['correct'])
     values = [
@@ -667,8 +966,7 @@ def summarise(folds: list, num_videos: int, replicates: int) -> dict:
     observed, reps = bootstrap_folds(values, [f['queries'] for f in folds],
                                      [f['supports'] for f in folds],
                                      num_videos, replicates)
-    variants, paired = {}, {}
-    amfir = names.index('amfir')
+    variants = {}
     for k, name in enumerate(names):
         low, high = np.percentile(reps[:, k], [2.5, 97.5])
         per_fold = [mean_ci95(f['correct'][name].mean(1)) for f in folds]
@@ -678,32 +976,35 @@ def summarise(folds: list, num_videos: int, replicates: int) -> dict:
                   round(100 * float(high), 2)],
             per_fold=[round(100 * m, 2) for m, _ in per_fold],
             episode_ci95=[round(100 * c, 2) for _, c in per_fold])
-        if name != 'amfir':
-            paired[f'amfir-{name}'] = interval(observed[amfir] - observed[k],
-                                               reps[:, amfir] - reps[:, k])
-    asi = {}
-    for model in folds[0]['pi']:
-        per_fold = []
+    paired = {}
+    for a, b in comparisons(names):
+        i, j = names.index(a), names.index(b)
+        paired[f'{a}-{b}'] = interval(observed[i] - observed[j],
+                                      reps[:, i] - reps[:, j])
+    asi, signals = {}, {}
+    for model in folds[0]['runs']:
+        per_run, per_signal = [], []
         for f in folds:
-            pi = f['pi'][model]
-            rgb_ok, flow_ok = f['branch'][model]
-            stats = selection_skill(pi[..., 1].ravel(), rgb_ok.ravel(),
-                                    flow_ok.ravel())
-            stats.update(
-                choice_flow=100 * float((pi[..., 1] > 0.5).mean()),
-                mean_pi_flow=float(pi[..., 1].mean()))
-            per_fold.append(stats)
-        asi[model] = {
-            key:
-            dict(
-                mean=round(float(np.mean([s[key] for s in per_fold])), 4),
-                min=round(float(np.min([s[key] for s in per_fold])), 4),
-                max=round(float(np.max([s[key] for s in per_fold])), 4))
-            for key in per_fold[0]
-        }
-    best_single = max(SINGLE, key=lambda k: variants[k]['acc'])
+            for run in f['runs'][model]:
+                pi, rgb_ok, flow_ok = run['pi'], run['rgb_ok'], run['flow_ok']
+                stats = selection_skill(pi[..., 1].ravel(), rgb_ok.ravel(),
+                                        flow_ok.ravel())
+                stats.update(
+                    choice_flow=100 * float((pi[..., 1] > 0.5).mean()),
+                    mean_pi_flow=float(pi[..., 1].mean()))
+                per_run.append(stats)
+                per_signal.append(
+                    signal_aurocs(run['signals'], rgb_ok, flow_ok))
+        asi[model] = _spread(per_run)
+        signals[model] = _spread(per_signal)
+    singles = [k for k in SINGLE if k in variants]
+    best_single = max(singles, key=lambda k: variants[k]['acc'])
     return dict(
-        variants=variants, paired=paired, asi=asi, best_single=best_single)
+        variants=variants,
+        paired=paired,
+        asi=asi,
+        signal_auroc=signals,
+        best_single=best_single)
 
 
 # -- 5. the run --------------------------------------------------------------
@@ -713,9 +1014,28 @@ def default_iters(cfg, args) -> int:
     return cfg.train_cfg.max_iters // (1 if args.shots == 1 else 3)
 
 
+def train_arm(cfg, args, arm: dict, feats: dict, pool: dict,
+              train_videos: np.ndarray, iters: int, seed: int) -> tuple:
+    """Build and meta-train one model (and, for a multimodal one with
+    ``asi_fit='heldout'``, its held-out ASI stage); returns the model and
+    the seconds taken."""
+    start = time.monotonic()
+    torch.manual_seed(seed)  # the same initial weights in every arm
+    model = build_model(cfg, arm)
+    initial = copy.deepcopy(model.state_dict())
+    train_cached(cfg, model, feats['train'], pool, train_videos, args.shots,
+                 iters, seed)
+    if getattr(model, 'asi', None) is not None and arm.get(
+            'asi_fit', args.asi_fit) == 'heldout':
+        fit_asi_heldout(cfg, model, initial, arm, feats, pool, train_videos,
+                        args.shots, iters, seed + 7)
+    return model, time.monotonic() - start
+
+
 def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
              fold: int, iters: int, episodes_file: str) -> tuple:
-    """Train every model on one fold and score its variants."""
+    """Train every model on one fold, once per seed, and score its
+    variants (correctness averaged over the seeds)."""
     labels = pool['labels']
     train_videos = np.flatnonzero(np.isin(labels, train_cls))
     eval_videos = np.flatnonzero(np.isin(labels, eval_cls))
@@ -725,64 +1045,89 @@ def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
     fit_eps = episodes_of(pool, train_videos, args.shots, 1, args.fit_episodes,
                           args.seed + 1, 'the training classes')
     models = dict(MODELS, **(ABLATIONS if args.ablations else {}))
-    preds, fit, trainable, info = {}, {}, {}, dict(train_s={}, asi=[])
-    fusion = None
+    test = feats['test']
+    correct, runs, trainable = {}, {}, {}
+    info = dict(train_s={}, loglinear_global_w_rgb=[])
     start = time.monotonic()
-    for name, overrides in models.items():
-        torch.manual_seed(fold)  # the same initial ASI net in every model
-        model = build_model(cfg, overrides)
-        trainable[name] = trainable_parameters(model)
-        info['train_s'][name] = round(
-            train_cached(
-                cfg,
-                model,
-                feats['train'],
-                pool,
-                train_videos,
-                args.shots,
-                iters,
-                seed=1 + fold), 2)
-        test = {m: feats['test'][m] for m in model.modalities}
-        preds[name] = predict_all(model, eval_eps, {
-            m: f[eval_videos]
-            for m, f in test.items()
-        })
-        if name in ('rgb', 'flow'):
-            fit[name] = predict_all(model, fit_eps, {
-                m: f[train_videos]
-                for m, f in test.items()
-            })
-        if name == 'amfir':
-            fusion = model.fusion
-        if getattr(model, 'asi', None) is not None:
-            info['asi'].append(name)
-    for name in models:
-        assert np.array_equal(preds[name]['queries'],
-                              preds['amfir']['queries'])
-    w_rgb = fit_global_weight(fit['rgb'], fit['flow'])
-    scores = variant_scores(preds, w_rgb, fusion, seed=fold)
-    gt = preds['amfir']['labels']
-    correct = {k: v.argmax(-1) == gt for k, v in scores.items()}
-    correct['oracle'] = correct['amfir_rgb'] | correct['amfir_flow']
+    for s in range(args.seeds):
+        preds, fit, fusion, transductive = {}, {}, {}, {}
+        for name, arm in models.items():
+            model, seconds = train_arm(cfg, args, arm, feats, pool,
+                                       train_videos, iters,
+                                       1000 * s + fold + 1)
+            if name not in trainable:
+                trainable[name] = trainable_parameters(model)
+            info['train_s'][name] = info['train_s'].get(name, 0) + round(
+                seconds, 2)
+            eval_feats = {m: test[m][eval_videos] for m in model.modalities}
+            preds[name] = predict_all(model, eval_eps, eval_feats)
+            if args.transductive and name in TRANSDUCTIVE:
+                transductive[f'{name}_transductive'] = predict_transductive(
+                    model, preds[name], eval_feats)
+            if name in ('rgb_adapter', 'flow_adapter'):
+                fit[name] = predict_all(
+                    model, fit_eps,
+                    {m: test[m][train_videos]
+                     for m in model.modalities})
+            if len(model.modalities) > 1:
+                fusion[name] = model.fusion
+                groups = model.asi.episode_evidence if model.asi else ()
+                preds[name]['groups'] = groups
+        for name in models:
+            assert np.array_equal(preds[name]['queries'],
+                                  preds['amfir']['queries'])
+        w_rgb = fit_global_weight(fit['rgb_adapter'], fit['flow_adapter'])
+        info['loglinear_global_w_rgb'].append(w_rgb)
+        scores = variant_scores(
+            preds,
+            w_rgb,
+            fusion,
+            seed=1000 * s + fold,
+            singles=('rgb_adapter', 'flow_adapter'))
+        gt = preds['amfir']['labels']
+        for name, pred in transductive.items():
+            scores[name] = pred['pred_score']
+            if name.endswith('adapter_transductive') and \
+                    name.startswith('flow'):
+                scores['late_fusion_transductive'] = fuse([
+                    transductive['rgb_adapter_transductive']['pred_score'],
+                    pred['pred_score']
+                ], 0.5, 'log_linear')
+        for name, score in scores.items():
+            ok = (score.argmax(-1) == gt).astype(np.float64) / args.seeds
+            correct[name] = correct.get(name, 0) + ok
+        either = (scores['amfir_rgb'].argmax(-1) == gt) | (
+            scores['amfir_flow'].argmax(-1) == gt)
+        correct['oracle'] = correct.get('oracle', 0) + either / args.seeds
+        for name in fusion:
+            if models[name].get('reliability') == 'uniform':
+                continue  # no ASI
+            rgb_ok = preds[name]['rgb_score'].argmax(-1) == gt
+            flow_ok = preds[name]['flow_score'].argmax(-1) == gt
+            runs.setdefault(name, []).append(
+                dict(
+                    pi=preds[name]['reliability'],
+                    rgb_ok=rgb_ok,
+                    flow_ok=flow_ok,
+                    signals=evidence_signals(preds[name],
+                                             preds[name]['groups'])))
+        print(
+            f'  fold {fold + 1} seed {s + 1}/{args.seeds}: amfir '
+            f'{100 * np.mean(scores["amfir"].argmax(-1) == gt):.2f}, '
+            f'{time.monotonic() - start:.0f} s',
+            flush=True)
     record = dict(
         correct=correct,
         queries=eval_videos[preds['amfir']['queries']],
         supports=eval_videos[preds['amfir']['supports']],
-        pi={n: preds[n]['reliability']
-            for n in info['asi']},
-        branch={
-            n: (preds[n]['rgb_score'].argmax(-1) == gt,
-                preds[n]['flow_score'].argmax(-1) == gt)
-            for n in info['asi']
-        })
+        runs=runs)
     names = pool['classes']
     fold_info = dict(
         train_classes=[names[c] for c in train_cls],
         eval_classes=[names[c] for c in eval_cls],
-        loglinear_global_w_rgb=w_rgb,
         episodes_file=episodes_file,
-        train_s=info['train_s'],
-        seconds=round(time.monotonic() - start, 1))
+        seconds=round(time.monotonic() - start, 1),
+        **info)
     return record, fold_info, trainable
 
 
@@ -835,6 +1180,7 @@ def main(argv=None):
         pool['keys'], args.views)
     timings['embed_s'] = round(time.monotonic() - start, 1)
 
+    torch.set_num_threads(args.threads)
     shot_dir = osp.join(args.work_dir, f'{args.shots}shot')
     os.makedirs(shot_dir, exist_ok=True)
     records, fold_infos = [], []
@@ -878,6 +1224,9 @@ def main(argv=None):
         flow_method=args.flow,
         flow_cost=flow_cost,
         iters=iters,
+        seeds=args.seeds,
+        asi_fit=args.asi_fit,
+        transductive=args.transductive,
         views=args.views,
         fit_episodes=args.fit_episodes,
         ablations=args.ablations,
@@ -897,23 +1246,45 @@ def main(argv=None):
 
 
 # -- 6. Markdown for RESULTS.md ----------------------------------------------
-LABELS = dict(
-    rgb='RGB-only model',
-    flow='flow-only model',
-    late_fusion='late fusion (mean of the two models\' posteriors)',
-    loglinear_uniform='log-linear fusion of the two models, uniform',
+ARM_LABELS = dict(
+    rgb='RGB-only model, frozen features',
+    flow='flow-only model, frozen features',
+    rgb_adapter='RGB-only model + adapter',
+    flow_adapter='flow-only model + adapter',
+    amfir_frozen='AMFIR on frozen features (no adapter)',
+    amfir_ce='AMFIR + adapter, no AMD (CE only)',
+    amfir_ml='AMFIR + adapter, symmetric mutual learning',
+    amfir_amd_pi='AMFIR + adapter, AMD weighted by π',
+    amfir='**AMFIR (adapter, AMD weighted by r, held-out ASI, AMI)**',
+    amfir_no_asi='ablation: no ASI (π = ½ at training and test)',
+    amfir_joint_asi='ablation: ASI trained with the branches only',
+    amfir_mixture='ablation: mixture fusion instead of log-linear',
+    late_fusion='late fusion of the adapter models (mean of posteriors)',
+    loglinear_uniform='log-linear fusion of the adapter models, uniform',
     loglinear_global='log-linear fusion, one weight fitted on training '
     'classes',
-    amfir='**AMFIR (ASI + AMD + AMI)**',
-    amfir_rgb="AMFIR's RGB branch",
-    amfir_flow="AMFIR's flow branch",
-    amfir_no_ami='AMFIR, no AMI (test-time π = ½, same rule and model)',
-    amfir_mean_pi='AMFIR, π = mean π of the test queries',
-    amfir_shuffled_pi='AMFIR, π shuffled across test queries',
-    amfir_no_asi='ablation: no ASI (π = ½ at training and test)',
-    amfir_no_amd='ablation: no AMD',
-    amfir_mixture='ablation: mixture fusion instead of log-linear',
+    late_fusion_transductive='transductive: log-linear fusion of the '
+    'transductive adapter models',
     oracle='oracle (either AMFIR branch right)')
+SUFFIXES = dict(
+    _rgb="'s RGB branch",
+    _flow="'s flow branch",
+    _no_ami=', test-time π = ½ (no AMI)',
+    _mean_pi=', π = mean π of the test queries',
+    _shuffled_pi=', π shuffled across test queries',
+    _transductive=', transductive (opt-in)')
+
+
+def variant_label(name: str) -> str:
+    """The table label of a variant name."""
+    if name in ARM_LABELS:
+        return ARM_LABELS[name]
+    for suffix, text in SUFFIXES.items():
+        if name.endswith(suffix) and name[:-len(suffix)] in ARM_LABELS:
+            return ARM_LABELS[name[:-len(suffix)]].strip('*') + text
+    return name
+
+
 ASI_KEYS = dict(
     disagreement='queries with exactly one branch right (%)',
     base_rate_flow='… of which flow is the right one (base rate, %)',
@@ -938,27 +1309,24 @@ def report_markdown(results: list, paths: list) -> str:
     lines = [f'Results: {files}', '']
     lines += head('variant: accuracy (%), mean over folds [95% fold-and-'
                   'video bootstrap]')
-    names = [n for n in LABELS if n in results[0]['variants']]
+    names = list(results[0]['variants'])
     for n in names:
         cells = []
         for r in results:
             v = r['variants'].get(n)
             cells.append(f'{v["acc"]:.2f} [{v["ci95"][0]:.2f}, '
                          f'{v["ci95"][1]:.2f}]' if v else '')
-        lines.append(f'| {LABELS[n]} | ' + ' | '.join(cells) + ' |')
-    lines += [''] + head('AMFIR − variant (points) [95% interval], '
-                         'P(≤ 0)')
-    for n in names:
-        key = f'amfir-{n}'
-        if key not in results[0]['paired']:
-            continue
+        lines.append(f'| {variant_label(n)} | ' + ' | '.join(cells) + ' |')
+    lines += [''] + head('difference (points) [95% interval], P(≤ 0)')
+    for key in results[0]['paired']:
         cells = []
         for r in results:
-            d = r['paired'][key]
-            cells.append(f'{d["diff"]:+.2f} [{d["ci95"][0]:+.2f}, '
-                         f'{d["ci95"][1]:+.2f}], {d["p_le_0"]:.3f}')
-        lines.append(f'| AMFIR − {LABELS[n].strip("*")} | ' +
-                     ' | '.join(cells) + ' |')
+            d = r['paired'].get(key)
+            cells.append(
+                f'{d["diff"]:+.2f} [{d["ci95"][0]:+.2f}, '
+                f'{d["ci95"][1]:+.2f}], {d["p_le_0"]:.3f}' if d else '')
+        a, b = (variant_label(n).strip('*') for n in key.split('-'))
+        lines.append(f'| {a} − {b} | ' + ' | '.join(cells) + ' |')
     for model in results[0]['asi']:
         lines += [''] + head(f'ASI selection, `{model}`: mean over folds '
                              '[min, max]')
@@ -970,6 +1338,18 @@ def report_markdown(results: list, paths: list) -> str:
                 cells.append(f'{s["mean"]:.{digits}f} [{s["min"]:.{digits}f}'
                              f', {s["max"]:.{digits}f}]' if s else '')
             lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    for model in results[0].get('signal_auroc', {}):
+        lines += [''] + head(f'AUROC (%) of label-free signals for "flow '
+                             f'is right", `{model}`, queries with exactly '
+                             'one branch right: mean over folds x seeds '
+                             '[min, max]')
+        for key in results[0]['signal_auroc'][model]:
+            cells = []
+            for r in results:
+                v = r['signal_auroc'][model].get(key)
+                cells.append(f'{v["mean"]:.1f} [{v["min"]:.1f}, '
+                             f'{v["max"]:.1f}]' if v else '')
+            lines.append(f'| {key} | ' + ' | '.join(cells) + ' |')
     lines += [''] + head('trainable parameters per model')
     for model in results[0]['trainable']:
         cells = []
@@ -985,7 +1365,8 @@ def report_markdown(results: list, paths: list) -> str:
         iters=lambda r: f'{r["iters"]} training episodes per model',
         views=lambda r: f'{r["views"]} cached training views per video',
         w=lambda r: 'loglinear_global w_rgb per fold: ' + ', '.join(
-            f'{f["loglinear_global_w_rgb"]:.2f}' for f in r['folds']),
+            '/'.join(f'{w:.2f}' for w in f['loglinear_global_w_rgb'])
+            for f in r['folds']),
         embed=lambda r: f'embedding pass {r["timings"]["embed_s"]} s',
         train=lambda r: f'all folds {r["timings"]["folds_s"]} s',
         wall=lambda r: f'whole run {r["wall_s"]} s (load average at the '
