@@ -64,7 +64,8 @@ def speed_runner(loop,
                  head='otam',
                  head_cache=True,
                  **loop_args):
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/amfir_r50.py'))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs/_base_/models/amfir_paired.py'))
     backbone = dict(
         type='ResNet', depth=depth, pretrained=None, norm_eval=False)
     for m in ('rgb', 'flow'):

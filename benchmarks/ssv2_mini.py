@@ -674,7 +674,7 @@ def predict_all(model, dataset, features, chunk: int = 250) -> dict:
             *(dataset.episode_sample(idx)
               for idx in range(first, min(first + chunk, len(dataset)))))
         if evidence:
-            from amfir_mm.models.heads import episode_shape
+            from amfir_mm.models import episode_shape
             scores.setdefault('episode_evidence', []).extend(
                 model.batch_outputs(
                     cache, episode_shape(samples),

@@ -13,7 +13,7 @@ flow (2 channels), random 0..255 frames (speed only).  Defaults: 5-way
 1-shot, 1 query per class, 8 frames, 112 px on CPU (ResNet-18 and
 EfficientNet-Lite0), 224 px on CUDA (ResNet-50, ResNet-18,
 EfficientNet-Lite0).  Every row uses the same model: ``AMFIRRecognizer``
-from ``configs/_base_/models/amfir_r50.py`` (OTAM heads, ASI, AMD, AMI)
+from ``configs/_base_/models/amfir_paired.py`` (OTAM heads, ASI, AMD, AMI)
 with the backbones swapped and randomly initialised (seed 0), and the same
 optimiser settings, from ``configs/_base_/schedules/amfir_sgd.py`` (SGD lr
 1e-3, momentum 0.9, weight decay 5e-4, gradient norm clipped at 40, one
@@ -85,7 +85,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MODEL_CFG = osp.join(ROOT, 'configs/_base_/models/amfir_r50.py')
+MODEL_CFG = osp.join(ROOT, 'configs/_base_/models/amfir_paired.py')
 SCHEDULE_CFG = osp.join(ROOT, 'configs/_base_/schedules/amfir_sgd.py')
 BACKBONES = {
     'resnet18':
@@ -601,7 +601,7 @@ def main(argv=None):
             setting,
             videos_per_episode=args.ways * (args.shots + args.queries),
             model='AMFIRRecognizer '
-            '(amfir_r50.py: OTAM heads, ASI, AMD, AMI), RGB + 2-channel '
+            '(amfir_paired.py: OTAM heads, ASI, AMD, AMI), RGB + 2-channel '
             'flow, random init',
             schedule='amfir_sgd.py'),
         summary=summarise(rows),

@@ -116,10 +116,10 @@ def test_bad_folds_are_clear_errors(bench, tmp_path):
 
 
 def test_fusion_controls_by_hand(bench):
-    # 1 episode, 2 queries, 2 classes; AMFIR's branches and pi
-    rgb = np.array([[[0.8, 0.2], [0.3, 0.7]]])
-    flow = np.array([[[0.4, 0.6], [0.9, 0.1]]])
-    pi = np.array([[[0.25, 0.75], [0.75, 0.25]]])
+    # 1 episode, 4 queries, 2 classes; AMFIR's branches and pi
+    rgb = np.array([[[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]]])
+    flow = np.array([[[0.4, 0.6], [0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]])
+    pi = np.array([[[0.25, 0.75], [0.75, 0.25], [0.9, 0.1], [0.4, 0.6]]])
 
     def loglinear(w_rgb):  # normalised p_rgb^w * p_flow^(1 - w)
         out = rgb**w_rgb * flow**(1 - w_rgb)
@@ -132,7 +132,7 @@ def test_fusion_controls_by_hand(bench):
             rgb_score=rgb,
             flow_score=flow,
             reliability=pi,
-            labels=np.array([[0, 1]])),
+            labels=np.array([[0, 1, 0, 1]])),
         rgb=dict(pred_score=rgb),
         flow=dict(pred_score=flow))
     scores = bench.variant_scores(preds, 0.3, 'log_linear')
@@ -140,12 +140,21 @@ def test_fusion_controls_by_hand(bench):
     np.testing.assert_allclose(scores['loglinear_uniform'], loglinear(0.5))
     np.testing.assert_allclose(scores['loglinear_global'], loglinear(0.3))
     np.testing.assert_allclose(scores['amfir_no_ami'], loglinear(0.5))
-    # the mean pi over the two queries is (1/2, 1/2)
-    np.testing.assert_allclose(scores['amfir_mean_pi'], loglinear(0.5))
-    # the two queries' pi swapped (the only other order) or kept
-    swapped = loglinear(pi[:, ::-1, :1])
-    assert (np.allclose(scores['amfir_shuffled_pi'], swapped)
-            or np.allclose(scores['amfir_shuffled_pi'], fused))
+    np.testing.assert_allclose(scores['amfir_mean_pi'],
+                               loglinear(pi[..., :1].mean()))
+    np.testing.assert_allclose(scores['amfir_rgb'], rgb)
+    # shuffled: each query fused with some query's pi, every pi used once
+    shuffled = scores['amfir_shuffled_pi'][0]
+    used = []
+    for q in range(4):
+        match = [
+            j for j in range(4) if np.allclose(
+                shuffled[q],
+                loglinear(pi[0, j, 0])[0, q])
+        ]
+        assert match, q
+        used.append(match[0])
+    assert sorted(used) == [0, 1, 2, 3]
     with pytest.raises(AssertionError, match='does not give'):
         preds['amfir']['pred_score'] = loglinear(0.5)
         bench.variant_scores(preds, 0.3, 'log_linear')
@@ -193,8 +202,10 @@ def test_quick_runs(bench, shared_data, tmp_path):
     # the oracle is right whenever an AMFIR branch is
     assert variants['oracle']['acc'] >= max(variants['amfir_rgb']['acc'],
                                             variants['amfir_flow']['acc'])
-    # frozen backbones: a temperature cannot change a branch's arg-max
-    assert variants['amfir_rgb']['per_fold'] == variants['rgb']['per_fold']
+    # frozen features, no adapter: a temperature cannot change a branch's
+    # arg-max
+    assert variants['amfir_frozen_rgb']['per_fold'] == variants['rgb'][
+        'per_fold']
     assert result['episodes'] == 100 and result['flow_method'] == 'dis'
     assert result['num_folds'] == 1 and result['eval_videos'] == 50
     assert result['folds'][0]['eval_classes'] == sorted(
@@ -205,8 +216,18 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert skill['base_rate_flow']['mean'] + skill['base_rate_rgb'][
         'mean'] == pytest.approx(
             100, abs=1e-3)
-    assert result['trainable']['amfir']['total'] == 548
+    # adapters: 2 * (1280 * 64 * 2 + 64 * 64 * 3 + 64 * 2 + 1280) + 2 tau
+    adapter = 1280 * 64 * 2 + 64 * 64 * 3 + 64 * 2 + 1280
+    asi = result['trainable']['amfir']['parts']['asi']
+    assert result['trainable']['amfir']['total'] == 2 * adapter + 2 + asi
+    assert result['trainable']['amfir_frozen']['total'] == 2 + asi
     assert result['trainable']['rgb']['total'] == 1
+    assert result['trainable']['rgb_adapter']['total'] == adapter + 1
+    assert result['seeds'] == 1 and result['asi_fit'] == 'heldout'
+    assert set(result['signal_auroc']['amfir']) >= {
+        'pi_flow', 'distance_margin', 'episode_rank', 'prototype_spread',
+        'support_loo_accuracy', 'cross_probability'
+    }
     episodes = json.loads(Path(result['episodes_file']).read_text())
     assert len(episodes['episodes']) == 100
     assert (tmp_path / 'work' / 'flow_dis' / 'eval').is_dir()
@@ -220,12 +241,103 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert first['train_classes'] == second['eval_classes']
     assert not set(first['train_classes']) & set(first['eval_classes'])
     assert set(result['variants']) >= {
-        'amfir_no_asi', 'amfir_no_amd', 'amfir_mixture'
+        'amfir_no_asi', 'amfir_joint_asi', 'amfir_mixture'
     }
-    assert result['trainable']['amfir_no_asi']['total'] == 2
-    assert set(result['asi']) == {'amfir', 'amfir_no_amd', 'amfir_mixture'}
+    assert 'asi' not in result['trainable']['amfir_no_asi']['parts']
+    assert set(result['asi']) == {
+        'amfir_frozen', 'amfir_ce', 'amfir_ml', 'amfir_amd_pi', 'amfir',
+        'amfir_joint_asi', 'amfir_mixture'
+    }
     for v in result['variants'].values():
         assert len(v['per_fold']) == 2
         assert v['acc'] == pytest.approx(np.mean(v['per_fold']), abs=0.01)
     table = bench.report_markdown([result], [str(out)])
     assert 'ablation: no ASI' in table and 'AUROC' in table
+    assert 'label-free signals' in table
+
+
+def test_evidence_signals_and_aurocs_by_hand(bench):
+    # 1 episode, 4 queries, 3 classes
+    rgb = np.array([[[0.6, 0.3, 0.1], [0.4, 0.4, 0.2], [0.2, 0.5, 0.3],
+                     [0.1, 0.1, 0.8]]])
+    flow = np.array([[[0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.3, 0.3, 0.4],
+                      [0.5, 0.25, 0.25]]])
+    pi = np.array([[[0.4, 0.6], [0.3, 0.7], [0.8, 0.2], [0.5, 0.5]]])
+    # episode evidence: distance_margin (rgb, flow), then support
+    # consistency (loo rgb, loo flow, ratio rgb, ratio flow)
+    evidence = np.array([[[0.1, 0.3, 1.0, 0.5, 0.2, 0.4]] * 4])
+    pred = dict(
+        rgb_score=rgb,
+        flow_score=flow,
+        reliability=pi,
+        episode_evidence=evidence)
+    signals = bench.evidence_signals(
+        pred, ('distance_margin', 'support_consistency'))
+    np.testing.assert_allclose(signals['pi_flow'], pi[..., 1])
+    np.testing.assert_allclose(signals['top_probability'][0],
+                               [0.1, 0.5, -0.1, -0.3])
+    np.testing.assert_allclose(signals['probability_margin'][0],
+                               [0.2, 0.85, 0.1 - 0.2, 0.25 - 0.7])
+    # p_rgb(flow's top class) - p_flow(rgb's top class)
+    np.testing.assert_allclose(signals['cross_probability'][0],
+                               [0.3 - 0.2, 0.4 - 0.9, 0.3 - 0.3, 0.1 - 0.25])
+    np.testing.assert_allclose(signals['distance_margin'], 0.2)
+    np.testing.assert_allclose(signals['support_loo_accuracy'], -0.5)
+    np.testing.assert_allclose(signals['support_within_between'], 0.2 - 0.4)
+    # queries 0, 1: only flow right; 2: only rgb; 3: both right
+    rgb_ok = np.array([[False, False, True, True]])
+    flow_ok = np.array([[True, True, False, True]])
+    auc = bench.signal_aurocs(signals, rgb_ok, flow_ok)
+    assert auc['pi_flow'] == 100  # 0.6, 0.7 above 0.2
+    assert auc['top_probability'] == 100  # 0.1, 0.5 above -0.1
+    assert auc['distance_margin'] == 50  # all tied
+
+
+def test_split_videos_halves_each_class(bench):
+    labels = np.repeat(np.arange(3), [4, 5, 6])
+    videos = np.arange(15)
+    first, second = bench.split_videos(videos, labels, seed=0)
+    assert sorted(np.concatenate([first, second])) == list(range(15))
+    assert list(np.bincount(labels[first])) == [2, 2, 3]
+    assert list(np.bincount(labels[second])) == [2, 3, 3]
+    again = bench.split_videos(videos, labels, seed=0)
+    assert np.array_equal(again[0], first)
+
+
+def test_arm_configs_change_one_thing(bench):
+    from mmengine.config import Config
+    cfg = Config.fromfile(bench.CONFIG)
+    base = bench.arm_model_config(cfg, bench.MODELS['amfir'])
+    assert base.rgb.cls_head.adapter.type == 'TemporalAdapter'
+    assert base.amd_weights == 'target'
+    frozen = bench.arm_model_config(cfg, bench.MODELS['amfir_frozen'])
+    assert 'adapter' not in frozen.rgb.cls_head
+    assert 'adapter' not in frozen.flow.cls_head
+    assert bench.arm_model_config(cfg,
+                                  bench.MODELS['amfir_ce']).loss_amd is None
+    assert bench.arm_model_config(
+        cfg, bench.MODELS['amfir_ml']).amd_weights == 'uniform'
+    assert bench.arm_model_config(
+        cfg, bench.MODELS['amfir_amd_pi']).amd_weights == 'reliability'
+    single = bench.arm_model_config(cfg, bench.MODELS['rgb'])
+    assert single.modalities == ['rgb'] and 'adapter' not in \
+        single.rgb.cls_head
+    joint = bench.arm_model_config(cfg, bench.ABLATIONS['amfir_joint_asi'])
+    assert 'asi_fit' not in joint
+    assert cfg.model.rgb.cls_head.adapter  # the config is not changed
+
+
+def test_comparisons_cover_the_goals(bench):
+    names = [
+        'rgb', 'flow', 'rgb_adapter', 'flow_adapter', 'amfir_ce', 'amfir',
+        'amfir_rgb', 'amfir_flow', 'amfir_mean_pi', 'amfir_ce_rgb',
+        'amfir_ce_flow', 'amfir_ce_mean_pi', 'flow_transductive',
+        'amfir_transductive', 'oracle'
+    ]
+    pairs = bench.comparisons(names)
+    assert ('amfir', 'flow_adapter') in pairs
+    assert ('amfir', 'amfir_mean_pi') in pairs
+    assert ('amfir_ce', 'amfir_ce_mean_pi') in pairs
+    assert ('amfir_rgb', 'amfir_ce_rgb') in pairs  # does AMD lift RGB?
+    assert ('amfir_transductive', 'flow_transductive') in pairs
+    assert ('amfir', 'amfir_ce_rgb') not in pairs  # other models' parts

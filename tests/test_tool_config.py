@@ -211,3 +211,20 @@ def test_demo_builds_the_configs_runner_type(tmp_path, monkeypatch, capsys):
         'ann_file'] == osp.join(str(tmp_path / 'data'), 'splits', 'test.txt')
     assert capsys.readouterr().out.splitlines()[-1] == accuracy_summary(
         METRICS, 5, 1)
+
+
+def test_describe_data_joins_the_data_root():
+    from amfir_mm.utils.tool import describe_data
+    episodic = dict(
+        type='EpisodicDataset',
+        dataset=dict(
+            data_root='data/hmdb51',
+            ann_file='splits/train.txt',
+            data_prefix=dict(img='rawframes')))
+    assert describe_data(episodic) == \
+        'data/hmdb51/splits/train.txt (frames under data/hmdb51/rawframes)'
+    absolute = dict(ann_file='/abs/a.txt', data_prefix=dict(img='/abs/f'))
+    assert describe_data(dict(absolute, data_root='data/x')) == \
+        '/abs/a.txt (frames under /abs/f)'
+    assert describe_data(dict(data_prefix=dict(img='d/train'), ann_file=''))\
+        == 'the class folders in d/train'

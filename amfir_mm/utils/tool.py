@@ -249,13 +249,20 @@ def _dataset_parts(dataset_cfg) -> Tuple[dict, dict]:
 
 def describe_data(dataset_cfg) -> str:
     """``'<ann_file> (frames under <root>)'`` of a dataset config, or its
-    data root where it lists no file."""
+    data root where it lists no file; relative paths joined to
+    ``data_root`` as MMEngine's ``BaseDataset`` joins them."""
     _, inner = _dataset_parts(dataset_cfg)
-    root = (inner.get('data_prefix') or {}).get('img') or \
+    data_root = inner.get('data_root') or ''
+
+    def joined(path):
+        return osp.join(data_root, path) if path and data_root and \
+            not osp.isabs(path) else path
+
+    root = joined((inner.get('data_prefix') or {}).get('img')) or \
         inner.get('data_root')
-    if inner.get('ann_file'):
-        return f"{inner['ann_file']} (frames under {root})" if root else \
-            inner['ann_file']
+    ann_file = joined(inner.get('ann_file'))
+    if ann_file:
+        return f'{ann_file} (frames under {root})' if root else ann_file
     return f'the class folders in {root}' if root else 'the config\'s data'
 
 

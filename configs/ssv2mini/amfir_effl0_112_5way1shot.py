@@ -65,46 +65,9 @@ model = dict(
     loss_asi=dict(temperature=0.1),
     loss_amd=dict(type='AMDLoss', temperature=4.0, loss_weight=1.0))
 
-# The base pipelines plus FlowMagnitudeImage, spelt out: an inherited list
-# cannot be edited in an MMEngine .py config (as MMAction2 configs do).
-num_frames, crop, short_side = 8, 112, 128
-train_pipeline = [
-    dict(
-        type='SampleFrames',
-        clip_len=1,
-        frame_interval=1,
-        num_clips=num_frames),
-    dict(type='PairedRawFrameDecode'),
-    dict(type='StackRGBFlow'),
-    dict(type='Resize', scale=(-1, short_side)),
-    dict(
-        type='MultiScaleCrop',
-        input_size=crop,
-        scales=(1, 0.875, 0.75),
-        random_crop=False,
-        max_wh_scale_gap=1),
-    dict(type='Resize', scale=(crop, crop), keep_ratio=False),
-    dict(type='SplitRGBFlow'),
-    dict(type='FlowMagnitudeImage'),
-    dict(type='PairedFormatShape', input_format='NCHW'),
-    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
-]
-test_pipeline = [
-    dict(
-        type='SampleFrames',
-        clip_len=1,
-        frame_interval=1,
-        num_clips=num_frames,
-        test_mode=True),
-    dict(type='PairedRawFrameDecode'),
-    dict(type='StackRGBFlow'),
-    dict(type='Resize', scale=(-1, short_side)),
-    dict(type='CenterCrop', crop_size=crop),
-    dict(type='SplitRGBFlow'),
-    dict(type='FlowMagnitudeImage'),
-    dict(type='PairedFormatShape', input_format='NCHW'),
-    dict(type='PackActionInputs', collect_keys=('imgs', 'flow'))
-]
+# The dataset base's pipelines with flow as an (x, y, magnitude) image.
+train_pipeline = _base_.train_pipeline_flow_image
+test_pipeline = _base_.test_pipeline_flow_image
 train_dataloader = dict(
     dataset=dict(num_queries=2, dataset=dict(pipeline=train_pipeline)))
 test_dataloader = dict(
