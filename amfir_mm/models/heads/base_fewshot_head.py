@@ -1,6 +1,6 @@
 """Base class of few-shot metric heads: query-to-class distances."""
 from abc import ABCMeta, abstractmethod
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -8,69 +8,15 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 
+# the episode helpers lived here: importable from here as before
+from ..utils.episodes import (episode_shape, gather_videos,
+                              map_episode_batches, split_episode,
+                              split_episode_index)
 
-def split_episode(feats: torch.Tensor,
-                  meta: dict) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Split episodes' per-frame features into support and query.
-
-    Args:
-        feats: ``(..., V * T, C)`` features of each episode's ``V`` videos,
-            support first, in :class:`EpisodicDataset` order (leading dims,
-            e.g. a batch of episodes, are optional).
-        meta: the episodes' metainfo (``num_ways``, ``num_shots``,
-            ``num_queries``).
-
-    Returns:
-        ``support (..., N * K, T, C)`` and ``query (..., N * Q, T, C)``.
-    """
-    n_support = meta['num_ways'] * meta['num_shots']
-    n_videos = n_support + meta['num_ways'] * meta['num_queries']
-    frames = feats.shape[-2]
-    if frames % n_videos:
-        raise ValueError(f'{frames} frames cannot be split into '
-                         f'{n_videos} videos')
-    videos = feats.unflatten(-2, (n_videos, frames // n_videos))
-    return videos[..., :n_support, :, :], videos[..., n_support:, :, :]
-
-
-def split_episode_index(video_index: torch.Tensor,
-                        meta: dict) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Split episodes' video indices into support and query, as
-    :func:`split_episode` splits their features.
-
-    Args:
-        video_index: ``(..., V)`` indices of each episode's videos (into a
-            cache of per-video features), support first.
-        meta: the episodes' ``num_ways``, ``num_shots``, ``num_queries``.
-
-    Returns:
-        ``support (..., N * K)`` and ``query (..., N * Q)`` indices.
-    """
-    n_support = meta['num_ways'] * meta['num_shots']
-    n_videos = n_support + meta['num_ways'] * meta['num_queries']
-    if video_index.shape[-1] != n_videos:
-        raise ValueError(f'{video_index.shape[-1]} video indices per '
-                         f'episode, expected {n_videos}')
-    return video_index[..., :n_support], video_index[..., n_support:]
-
-
-def gather_videos(videos: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``(num_videos, ...)`` per-video tensors, ``(...idx)`` indices ->
-    ``(...idx, ...)`` (``index_select``: several times faster than advanced
-    indexing on CPU)."""
-    flat = videos.index_select(0, index.flatten().to(videos.device))
-    return flat.reshape(*index.shape, *videos.shape[1:])
-
-
-def episode_shape(data_samples: Sequence) -> Optional[dict]:
-    """``num_ways``, ``num_shots`` and ``num_queries`` of a batch of
-    episodes when all share them (as all episodes of an
-    :class:`EpisodicDataset` do), else ``None``."""
-    keys = ('num_ways', 'num_shots', 'num_queries')
-    shapes = {tuple(getattr(s, k) for k in keys) for s in data_samples}
-    if len(shapes) != 1:
-        return None
-    return dict(zip(keys, shapes.pop()))
+__all__ = [
+    'BaseFewShotHead', 'episode_shape', 'gather_videos', 'split_episode',
+    'split_episode_index'
+]
 
 
 class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
@@ -190,7 +136,7 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
                      meta: dict,
                      video_index: Optional[torch.Tensor] = None
                      ) -> torch.Tensor:
-        """Logits ``(E, N * Q, N)`` of ``E`` episodes of one shape.
+        """Logits ``(E, M, N)`` of ``E`` episodes of one shape.
 
         Args:
             feats: ``(E, V * T, C)`` per-frame features, or, with
@@ -218,31 +164,21 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
         """Logits of every episode of a batch.
 
         Args:
-            feats: ``(B, V * T, C)`` per-frame features, or, with
+            feats: ``(E, V * T, C)`` per-frame features, or, with
                 ``video_index``, :meth:`cache_videos` of all videos.
-            data_samples: ``B`` episode samples.
-            video_index: ``(B, V)`` the episodes' video indices into the
+            data_samples: ``E`` episode samples.
+            video_index: ``(E, V)`` the episodes' video indices into the
                 cache (the cached meta-test), support first; for episodes
-                of several shapes, ``B`` tensors ``(V_b, )``.
+                of several shapes, ``E`` tensors ``(V_e, )``.
 
         Returns:
-            ``(B, N * Q, N)`` from one batched call where all episodes share
-            N, K and Q (see :func:`episode_shape`), else a list of ``B``
-            tensors ``(N_b * Q_b, N_b)``; either way, iterating gives the
-            episodes' logits.
+            ``(E, M, N)`` from one batched :meth:`batch_logits` where all
+            episodes share N, K and Q, else a list of ``E`` tensors
+            ``(M_e, N_e)`` (:func:`map_episode_batches`); either way,
+            iterating gives the episodes' logits.
         """
-        shape = episode_shape(data_samples)
-        if shape is not None:
-            return self.batch_logits(feats, shape, video_index)
-        if video_index is None:
-            return [
-                self.batch_logits(f[None], s.metainfo)[0]
-                for f, s in zip(feats, data_samples)
-            ]
-        return [
-            self.batch_logits(feats, s.metainfo, index[None])[0]
-            for index, s in zip(video_index, data_samples)
-        ]
+        return map_episode_batches(self.batch_logits, feats, data_samples,
+                                   video_index)
 
     def loss(self, feats: torch.Tensor, data_samples: List,
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -260,14 +196,14 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
                 data_samples: List,
                 video_index: Optional[torch.Tensor] = None,
                 **kwargs) -> List:
-        """Set each episode's ``pred_score`` ``(N * Q, N)`` posterior and
+        """Set each episode's ``pred_score`` ``(M, N)`` posterior and
         ``pred_label``.
 
         Args:
-            feats: ``(B, V * T, C)`` per-frame features, or, with
+            feats: ``(E, V * T, C)`` per-frame features, or, with
                 ``video_index``, :meth:`cache_videos` of all videos.
-            data_samples: ``B`` episode samples.
-            video_index: ``(B, V)`` video indices into the cache (see
+            data_samples: ``E`` episode samples.
+            video_index: ``(E, V)`` video indices into the cache (see
                 :meth:`episode_logits`).
         """
         # per episode on purpose: each sample gets tensors of its own (a

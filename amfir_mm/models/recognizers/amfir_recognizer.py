@@ -1,6 +1,5 @@
 """AMFIR: RGB and flow few-shot branches fused by active inference."""
 import copy
-from contextlib import ExitStack
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -9,10 +8,10 @@ from mmaction.registry import MODELS
 from mmengine.model import BaseModel, ModuleDict
 
 from ..fusion import FUSION_MODES, episode_evidence, fuse_posteriors
-from ..heads import (episode_shape, gather_videos, split_episode,
-                     split_episode_index)
-from ..utils import (first_conv, loads_pretrained, pretrained_at_build,
-                     pretrained_input_channels, set_input_channels)
+from ..utils import (build_with_input_channels, map_episode_batches,
+                     pooled_videos, pretrained_inputs)
+from ..utils.episodes import top1_accuracy, unbatch
+from .episodic_inference import EpisodicInferenceMixin
 
 ALL_MODALITIES = ('rgb', 'flow')
 AMD_WEIGHTS = ('reliability', 'target', 'uniform')
@@ -35,50 +34,44 @@ DEFAULT_PREPROCESSOR = dict(
 
 
 @MODELS.register_module()
-class AMFIRRecognizer(BaseModel):
+class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
     """Active Multimodal Few-shot Inference for action Recognition.
 
-    Each modality is a :class:`FewShotRecognizer` branch (any MMAction2 2D
-    backbone + a few-shot metric head) giving per-frame features
-    ``(B, V * T, C)`` and per-episode logits ``(N * Q, N)``; the posterior
-    of modality ``m`` is ``p_m = softmax(logits_m)``.  Per query:
+    Each of the ``S`` modalities is a :class:`FewShotRecognizer` branch
+    (any MMAction2 2D backbone + a few-shot metric head) giving per-frame
+    features ``(E, V * T, C)`` and per-episode logits ``(M, N)``, the
+    posterior ``p_m = softmax(logits_m)``.  Per query:
 
     * ASI: the reliability net (:class:`ActiveSampleInference`) predicts
-      ``pi_m(q)`` from label-free evidence; in training it is fitted to the
+      ``pi_m(q)`` from label-free evidence, fitted in training to the
       free-energy target ``r`` (:class:`ASILoss`).
     * AMD: the modalities distil into each other (:class:`AMDLoss`),
       weighted by ``pi`` (``amd_weights='reliability'``), by the labelled
-      free-energy target ``r`` (``'target'``: the label is known in
-      meta-training; ``pi`` stays for test-time fusion) or by ``1/2``
-      (``'uniform'``: symmetric mutual learning).
+      target ``r`` (``'target'``; ``pi`` stays for test-time fusion) or by
+      ``1/2`` (``'uniform'``: symmetric mutual learning).
     * AMI: the fused posterior weights each modality by ``pi``
       (:func:`fuse_posteriors`).
 
-    Loss (each term a separate key): ``loss_<m> = CE(p_m, y)`` per
-    modality, ``loss_fused = lambda_fuse * CE(p_fused, y)``,
-    ``loss_amd = lambda_AMD * AMD``, ``loss_asi = lambda_ASI * KL(r || pi)``;
-    plus ``acc_<m>``, ``acc_fused`` and the mean ``reliability_<m>``.
-    ``predict`` sets per episode ``pred_score`` (fused posterior
-    ``(N * Q, N)``), ``pred_label``, ``<m>_score`` (each modality's
-    posterior), ``reliability`` (``pi``, ``(N * Q, 2)``, columns
-    ``('rgb', 'flow')``, 0 for an absent modality) and
-    ``selected_modality`` (``argmax pi``: 0 = rgb, 1 = flow).
+    Loss keys: ``loss_<m> = CE(p_m, y)``, ``loss_fused = lambda_fuse *
+    CE(p_fused, y)``, ``loss_amd = lambda_AMD * AMD``, ``loss_asi =
+    lambda_ASI * KL(r || pi)``, plus ``acc_<m>``, ``acc_fused`` and the mean
+    ``reliability_<m>``.  ``predict`` sets per episode ``pred_score`` (fused
+    posterior ``(M, N)``), ``pred_label``, ``<m>_score`` (each modality's
+    posterior), ``reliability`` (``pi``, ``(M, 2)``, columns ``('rgb',
+    'flow')``, 0 for an absent modality) and ``selected_modality``
+    (``argmax pi``: 0 = rgb, 1 = flow); the cached meta-test runs through
+    :class:`EpisodicInferenceMixin`'s methods.
 
-    Ablation switches: ``modalities=('rgb',)`` / ``('flow',)`` build one
-    branch only (no fusion, AMD or ASI); ``reliability='uniform'`` (no ASI:
-    ``pi = 1/2``, no reliability net, AMD and AMI still run with it);
-    ``loss_amd=None`` (no AMD); ``adaptive_inference=False`` (no AMI: the
-    test-time fusion uses uniform weights; training is unchanged).
-
+    Ablations: ``modalities=('rgb',)`` / ``('flow',)`` (one branch: no
+    fusion, AMD or ASI); ``reliability='uniform'`` (no ASI: ``pi = 1/2``,
+    AMD and AMI still run with it); ``loss_amd=None`` (no AMD);
+    ``adaptive_inference=False`` (no AMI: uniform test-time fusion).
     ``pi`` is detached where it weights the fusion and AMD
-    (``detach_reliability``), so only ``loss_asi`` trains the reliability
-    net and the branches get no gradient through ``pi``.
+    (``detach_reliability``): only ``loss_asi`` trains the reliability net.
 
-    The flow branch's backbone takes ``in_channels`` (2) inputs: its first
-    convolution is adapted at build time and pretrained RGB weights are
-    cross-modality averaged in :meth:`init_weights`; from scratch, each
-    input channel has its own random kernel (see
-    :mod:`amfir_mm.models.utils.cross_modality`).  Load a whole trained
+    The flow backbone's first convolution takes ``in_channels`` (2) inputs,
+    pretrained RGB kernels cross-modality averaged in :meth:`init_weights`
+    (:mod:`amfir_mm.models.utils.cross_modality`).  Load a whole trained
     AMFIR checkpoint with ``load_from``.
 
     Args:
@@ -94,8 +87,7 @@ class AMFIRRecognizer(BaseModel):
         fusion (str): AMI mode, ``'log_linear'`` or ``'mixture'``.
         adaptive_inference (bool): weight by ``pi`` at test time.
         detach_reliability (bool): detach ``pi`` in fusion and AMD.
-        amd_weights (str): the teacher weights of AMD, one of
-            ``AMD_WEIGHTS`` (see above).
+        amd_weights (str): AMD's teacher weights, one of ``AMD_WEIGHTS``.
         loss_fused (dict, optional): loss on the fused log-posterior.
         loss_amd (dict, optional): :class:`AMDLoss` config.
         loss_asi (dict): :class:`ASILoss` config.
@@ -156,21 +148,15 @@ class AMFIRRecognizer(BaseModel):
             cfg.update(copy.deepcopy(dict(branch_cfgs[m])))
             self.in_channels[m] = cfg.pop('in_channels',
                                           DEFAULT_IN_CHANNELS[m])
-            built_pretrained = pretrained_at_build(cfg.get('backbone') or {})
-            branch = MODELS.build(cfg)
-            # a pretrained kernel is averaged, a random one re-initialised
-            set_input_channels(
-                first_conv(branch.backbone),
-                self.in_channels[m],
-                average=built_pretrained)
-            self.branches[m] = branch
+            self.branches[m] = build_with_input_channels(
+                cfg, self.in_channels[m])
 
         multimodal = len(self.modalities) > 1
-        self.asi = self.loss_asi = None
         # the free-energy target r: ASI's training target, AMD's weights
         # with amd_weights='target'
         self.reliability_target = MODELS.build(loss_asi) if multimodal \
             else None
+        self.asi = self.loss_asi = None
         if multimodal and reliability == 'asi':
             asi_cfg = dict(
                 type='ActiveSampleInference',
@@ -187,29 +173,23 @@ class AMFIRRecognizer(BaseModel):
         """Initialise as usual, loading pretrained RGB weights into the
         non-RGB branches by cross-modality averaging (branches trained from
         scratch keep a first convolution initialised for their inputs)."""
-        with ExitStack() as stack:
-            for m, branch in self.branches.items():
-                if (self.in_channels[m] != self.pretrained_in_channels
-                        and loads_pretrained(branch.backbone)):
-                    stack.enter_context(
-                        pretrained_input_channels(branch.backbone,
-                                                  self.in_channels[m],
-                                                  self.pretrained_in_channels))
+        with pretrained_inputs(((b.backbone, self.in_channels[m])
+                                for m, b in self.branches.items()),
+                               self.pretrained_in_channels):
             super().init_weights()
 
-    # -- features and per-episode outputs ---------------------------------
     def extract_feat(self,
                      inputs: Union[Dict[str, torch.Tensor], torch.Tensor],
                      test_mode: bool = False) -> Dict[str, torch.Tensor]:
         """Per-frame features of every modality.
 
         Args:
-            inputs: ``dict(imgs=(B, V * T, 3, H, W), flow=(B, V * T, 2, H,
+            inputs: ``dict(imgs=(E, V * T, 3, H, W), flow=(E, V * T, 2, H,
                 W))`` (keys from ``input_keys``), or one tensor for a
                 single-modality model.
 
         Returns:
-            dict: modality -> ``(B, V * T, C)`` features.
+            dict: modality -> ``(E, V * T, C)`` features.
         """
         if isinstance(inputs, torch.Tensor):
             if len(self.modalities) != 1:
@@ -226,8 +206,8 @@ class AMFIRRecognizer(BaseModel):
         return feats
 
     def _uniform(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """``pi = 1 / S`` of the shape of ``log_probs[..., 0]`` (``(...,
-        M, S)``)."""
+        """``pi = 1 / S`` of the shape ``(..., M, S)`` of ``log_probs[...,
+        0]``."""
         return log_probs.new_full(log_probs.shape[:-1],
                                   1.0 / log_probs.shape[-2])
 
@@ -236,13 +216,9 @@ class AMFIRRecognizer(BaseModel):
         return self.asi is not None and self.asi.uses_features
 
     @property
-    def _episode_evidence(self) -> tuple:
-        return () if self.asi is None else self.asi.episode_evidence
-
-    @property
-    def _needs_pooled(self) -> bool:
-        return self._asi_uses_features or bool(
-            set(SUPPORT_EVIDENCE) & set(self._episode_evidence))
+    def _support_evidence(self) -> bool:
+        return self.asi is not None and bool(
+            set(SUPPORT_EVIDENCE) & set(self.asi.episode_evidence))
 
     def cache_videos(self, feats: Dict[str, torch.Tensor]) -> dict:
         """Per-video work of the cached meta-test, done once.
@@ -260,7 +236,7 @@ class AMFIRRecognizer(BaseModel):
         cache = {}
         for m, branch in self.branches.items():
             cache[m] = dict(head=branch.cls_head.cache_videos(feats[m]))
-            if self._needs_pooled:
+            if self._asi_uses_features or self._support_evidence:
                 cache[m]['pooled'] = feats[m].mean(1)
         return cache
 
@@ -287,66 +263,50 @@ class AMFIRRecognizer(BaseModel):
             Where ASI reads episode evidence, also ``episode_evidence``
             ``(E, M, F)`` (:func:`episode_evidence`).
         """
-        use_feats, groups = self._asi_uses_features, self._episode_evidence
         logits, pooled, supports = [], [], []
         for m, branch in self.branches.items():
-            head_feats = feats[m] if video_index is None else feats[m]['head']
+            head, source = feats[m], feats[m]
+            if video_index is not None:
+                head, source = feats[m]['head'], feats[m].get('pooled')
             logits.append(
-                branch.cls_head.batch_logits(head_feats, meta, video_index))
-            if use_feats:
+                branch.cls_head.batch_logits(head, meta, video_index))
+            if self._asi_uses_features:
                 pooled.append(
-                    _pooled_videos(feats[m], meta, video_index,
-                                   'query').flatten(0, 1))
-            if set(SUPPORT_EVIDENCE) & set(groups):
+                    pooled_videos(source, meta, 'query',
+                                  video_index).flatten(0, 1))
+            if self._support_evidence:
                 supports.append(
-                    _pooled_videos(feats[m], meta, video_index, 'support'))
+                    pooled_videos(source, meta, 'support', video_index))
         logits = torch.stack(logits, dim=2)
         log_probs = F.log_softmax(logits, dim=-1)
         out = dict(logits=logits, log_probs=log_probs)
-        if self.asi is not None:
-            episode = None
-            if groups:
-                temperatures = torch.stack([
-                    b.cls_head.temperature.detach()
-                    for b in self.branches.values()
-                ])
-                episode = out['episode_evidence'] = episode_evidence(
-                    logits.detach(), temperatures, groups, supports or None,
-                    meta['num_ways'], meta['num_shots'])
-                episode = episode.flatten(0, 1)
-            log_pi = self.asi(
-                log_probs.flatten(0, 1), pooled if use_feats else None,
-                episode)
-            out['log_pi'] = log_pi.unflatten(0, log_probs.shape[:2])
-        else:
+        if self.asi is None:
             out['log_pi'] = self._uniform(log_probs).log()
+            return out
+        evidence = None
+        if self.asi.episode_evidence:
+            temperatures = torch.stack([
+                b.cls_head.temperature.detach()
+                for b in self.branches.values()
+            ])
+            evidence = out['episode_evidence'] = episode_evidence(
+                logits.detach(), temperatures, self.asi.episode_evidence,
+                supports or None, meta['num_ways'], meta['num_shots'])
+            evidence = evidence.flatten(0, 1)
+        log_pi = self.asi(log_probs.flatten(0, 1), pooled or None, evidence)
+        out['log_pi'] = log_pi.unflatten(0, log_probs.shape[:2])
         return out
 
     def episode_outputs(self, feats: Dict[str, torch.Tensor],
                         data_samples: List) -> List[dict]:
-        """Logits, log-posteriors and ``log pi`` of every episode.
+        """:meth:`batch_outputs` of each of ``E`` episodes with ``(E, V * T,
+        C)`` features: dicts with ``logits`` and ``log_probs`` ``(M, S,
+        N)`` and ``log_pi`` ``(M, S)`` (and ``episode_evidence``), episodes
+        of one shape in one batch (:func:`map_episode_batches`)."""
+        return map_episode_batches(
+            lambda f, meta, _: unbatch(self.batch_outputs(f, meta)), feats,
+            data_samples)
 
-        Episodes of one shape (see :func:`episode_shape`) run as one batch
-        (:meth:`batch_outputs`), others one by one.
-
-        Returns:
-            ``B`` dicts with ``logits`` and ``log_probs`` ``(M, S, N)`` (the
-            modalities in ``self.modalities`` order) and ``log_pi``
-            ``(M, S)``.
-        """
-        shape = episode_shape(data_samples)
-        if shape is not None:
-            return _unbatch(self.batch_outputs(feats, shape))
-        return [
-            _unbatch(
-                self.batch_outputs({
-                    m: f[b, None]
-                    for m, f in feats.items()
-                }, sample.metainfo))[0]
-            for b, sample in enumerate(data_samples)
-        ]
-
-    # -- modes --------------------------------------------------------------
     def episode_losses(self, out: dict,
                        labels: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Loss terms and accuracies of one episode (see the class doc)."""
@@ -356,7 +316,7 @@ class AMFIRRecognizer(BaseModel):
         for s, (m, branch) in enumerate(self.branches.items()):
             losses[f'loss_{m}'] = branch.cls_head.loss_cls(
                 logits[:, s], labels)
-            losses[f'acc_{m}'] = _accuracy(logits[:, s], labels)
+            losses[f'acc_{m}'] = top1_accuracy(logits[:, s], labels)
         if len(self.modalities) == 1:
             return losses
         weights = log_pi.exp()
@@ -365,7 +325,7 @@ class AMFIRRecognizer(BaseModel):
         fused = fuse_posteriors(log_probs, weights, self.fusion)
         if self.loss_fused is not None:
             losses['loss_fused'] = self.loss_fused(fused, labels)
-        losses['acc_fused'] = _accuracy(fused, labels)
+        losses['acc_fused'] = top1_accuracy(fused, labels)
         if self.loss_amd is not None:
             losses['loss_amd'] = self.loss_amd(
                 logits, self._amd_weights(weights, log_probs, labels))
@@ -405,56 +365,35 @@ class AMFIRRecognizer(BaseModel):
         return self.predict_episodes(
             self.extract_feat(inputs, test_mode=True), data_samples)
 
-    @torch.no_grad()
-    def embed_videos(self, data: dict) -> Dict[str, torch.Tensor]:
-        """Per-frame features of a collated batch of single videos.
-
-        Used by the cached-embedding meta-test
-        (:mod:`amfir_mm.engine.cached_episode_loops`).
-
-        Returns:
-            dict: modality -> ``(B, T, C)``.
-        """
-        data = self.data_preprocessor(data, False)
-        return self.extract_feat(data['inputs'], test_mode=True)
-
     def predict_episodes(self,
                          feats: dict,
                          data_samples: List,
                          video_index: Optional[torch.Tensor] = None) -> List:
-        """Predictions of a batch of episodes (see :meth:`predict`).
+        """Predictions of ``E`` episodes (see :meth:`predict`), from ``(E,
+        V * T, C)`` features or, with ``video_index`` ``(E, V)``, from
+        :meth:`cache_videos` of all videos (the cached meta-test).  Episodes
+        of one shape run as one batch (:meth:`batch_outputs`: the heads on
+        ``(E, ...)`` features, ASI and AMI on the ``E * M`` queries at
+        once); see :meth:`EpisodicInferenceMixin.predict_episodes`."""
+        for sample, fields in zip(
+                data_samples,
+                map_episode_batches(self._batch_predictions, feats,
+                                    data_samples, video_index)):
+            sample.set_pred_score(fields.pop('pred_score'))
+            sample.set_pred_label(fields.pop('pred_label'))
+            for name, value in fields.items():
+                sample.set_field(value, name)
+        return data_samples
 
-        Used by :meth:`predict` and, on :meth:`cache_videos` of all videos,
-        by the cached meta-test loops
-        (:mod:`amfir_mm.engine.cached_episode_loops`).  Episodes of one
-        shape (see :func:`episode_shape`) run as one batch: the heads on
-        ``(E, ...)`` features, ASI and AMI on the ``E * M`` queries at once.
-
-        Args:
-            feats: modality -> ``(B, V * T, C)`` features, or, with
-                ``video_index``, :meth:`cache_videos` of all videos.
-            data_samples: the ``B`` episodes' samples.
-            video_index: ``(B, V)`` the episodes' video indices into the
-                cache, support first (for episodes of several shapes, ``B``
-                tensors ``(V_b, )``).
-
-        Returns:
-            list: ``data_samples``, with the prediction fields set.
-        """
-        shape = episode_shape(data_samples)
-        if shape is None:  # episodes of several shapes: one by one
-            for b, sample in enumerate(data_samples):
-                if video_index is None:
-                    self.predict_episodes(
-                        {
-                            m: f[b, None]
-                            for m, f in feats.items()
-                        }, [sample])
-                else:
-                    self.predict_episodes(feats, [sample],
-                                          video_index[b][None])
-            return data_samples
-        out = self.batch_outputs(feats, shape, video_index)
+    def _batch_predictions(
+        self,
+        feats: dict,
+        meta: dict,
+        video_index: Optional[torch.Tensor] = None
+    ) -> List[Dict[str, torch.Tensor]]:
+        """The prediction fields of ``E`` episodes of one shape, one dict
+        per episode of tensors of its own (see the class doc)."""
+        out = self.batch_outputs(feats, meta, video_index)
         log_probs, pi = out['log_probs'], out['log_pi'].exp()
         if len(self.modalities) > 1:
             weights = pi if self.adaptive_inference else \
@@ -466,22 +405,14 @@ class AMFIRRecognizer(BaseModel):
             scores = log_probs[..., 0, :].exp()
         full_pi = pi.new_zeros(*pi.shape[:-1], len(ALL_MODALITIES))
         full_pi[..., [ALL_MODALITIES.index(m) for m in self.modalities]] = pi
-        fields = {
+        fields = dict(pred_score=scores, pred_label=scores.argmax(-1))
+        fields.update({
             f'{m}_score': log_probs[..., s, :].exp()
             for s, m in enumerate(self.modalities)
-        }
+        })
         fields.update(
             reliability=full_pi, selected_modality=full_pi.argmax(-1))
-        # per-episode clones: a view would keep (and pickle, e.g. in
-        # DumpResults) the whole batch
-        scores, labels = _per_episode(scores), _per_episode(scores.argmax(-1))
-        fields = {k: _per_episode(v) for k, v in fields.items()}
-        for e, sample in enumerate(data_samples):
-            sample.set_pred_score(scores[e])
-            sample.set_pred_label(labels[e])
-            for name, values in fields.items():
-                sample.set_field(values[e], name)
-        return data_samples
+        return unbatch(fields, clone=True)
 
     def _forward(self, inputs, **kwargs) -> Dict[str, torch.Tensor]:
         """``tensor`` mode: the per-frame features of every modality."""
@@ -502,31 +433,3 @@ class AMFIRRecognizer(BaseModel):
             return self.loss(inputs, data_samples, **kwargs)
         raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
                            'predict and tensor mode')
-
-
-def _pooled_videos(feats, meta: dict, video_index: Optional[torch.Tensor],
-                   part: str) -> torch.Tensor:
-    """Temporally pooled features of the queries ``(E, M, C)`` or the
-    supports ``(E, N * K, C)`` (``part``) of ``E`` episodes, from ``(E,
-    V * T, C)`` features or, with ``video_index`` ``(E, V)``, from the
-    ``pooled`` ``(num_videos, C)`` of :meth:`AMFIRRecognizer.cache_videos`.
-    """
-    which = 0 if part == 'support' else 1
-    if video_index is None:
-        return split_episode(feats, meta)[which].mean(2)
-    index = split_episode_index(video_index, meta)[which]
-    return gather_videos(feats['pooled'], index)
-
-
-def _unbatch(outputs: Dict[str, torch.Tensor]) -> List[dict]:
-    """A dict of ``(E, ...)`` tensors -> ``E`` dicts of ``(...)`` ones."""
-    return [dict(zip(outputs, values)) for values in zip(*outputs.values())]
-
-
-def _per_episode(batch: torch.Tensor) -> List[torch.Tensor]:
-    """``(E, ...)`` -> ``E`` tensors ``(...)`` with storages of their own."""
-    return [t.clone() for t in batch.unbind()]
-
-
-def _accuracy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return (scores.argmax(1) == labels).float().mean().detach()

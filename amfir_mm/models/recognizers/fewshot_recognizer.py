@@ -6,9 +6,11 @@ import torch.nn.functional as F
 from mmaction.models import Recognizer2D
 from mmaction.registry import MODELS
 
+from .episodic_inference import EpisodicInferenceMixin
+
 
 @MODELS.register_module()
-class FewShotRecognizer(Recognizer2D):
+class FewShotRecognizer(EpisodicInferenceMixin, Recognizer2D):
     """Few-shot recogniser over episodes from :class:`EpisodicDataset`.
 
     The backbone is any MMAction2 2D backbone config (``ResNet``,
@@ -16,7 +18,8 @@ class FewShotRecognizer(Recognizer2D):
     MMAction2's ``torchvision.`` / ``timm.`` / ``mmpretrain.`` wrappers,
     built and run exactly as by :class:`mmaction.models.Recognizer2D`; the
     ``cls_head`` is a few-shot metric head (:class:`BaseFewShotHead`).
-    ``loss`` / ``predict`` / ``tensor`` modes come from ``BaseRecognizer``.
+    ``loss`` / ``predict`` / ``tensor`` modes come from ``BaseRecognizer``;
+    the cached meta-test's interface from :class:`EpisodicInferenceMixin`.
     """
 
     def extract_feat(self,
@@ -29,16 +32,17 @@ class FewShotRecognizer(Recognizer2D):
 
         In test mode with ``test_cfg.max_testing_views`` set, the backbone
         runs on chunks of at most that many frames (MMAction2's "views":
-        the ``B * V * T`` flattened frames) to bound memory, as
+        the ``E * V * T`` flattened frames) to bound memory, as
         ``Recognizer2D`` does; the features are the same.
 
         Args:
-            inputs: ``(B, V * T, C, H, W)`` normalised frames of ``B``
-                episodes of ``V`` videos of ``T`` frames.
+            inputs: ``(E, V * T, C_in, H, W)`` normalised frames of ``E``
+                episodes of ``V`` videos of ``T`` frames (or of ``E``
+                single videos: ``V = 1``).
             test_mode: chunk by ``test_cfg.max_testing_views`` if set.
 
         Returns:
-            tuple: ``(B, V * T, C')`` spatially pooled backbone features and
+            tuple: ``(E, V * T, C)`` spatially pooled backbone features and
             an empty kwargs dict.
         """
         batch, frames = inputs.shape[:2]
@@ -72,32 +76,19 @@ class FewShotRecognizer(Recognizer2D):
         return views
 
     def _frame_feats(self, inputs: torch.Tensor) -> torch.Tensor:
-        """``(B, N, C, H, W)`` frames -> ``(B * N, C')`` pooled features
-        (the backbone run as by ``Recognizer2D``)."""
+        """``(E, V * T, C_in, H, W)`` frames (or a chunk, ``(1, views, C_in,
+        H, W)``) -> ``(E * V * T, C)`` pooled features (the backbone run as
+        by ``Recognizer2D``)."""
         x, _ = super().extract_feat(inputs, stage='backbone')
         if isinstance(x, (tuple, list)):  # multi-stage backbones: last one
             x = x[-1]
-        if x.dim() == 4:  # (B * N, C', h, w)
+        if x.dim() == 4:  # (E * V * T, C, h, w)
             x = F.adaptive_avg_pool2d(x, 1)
         return x.flatten(1)
 
-    @torch.no_grad()
-    def embed_videos(self, data: dict) -> torch.Tensor:
-        """Per-frame features of a collated batch of single videos.
-
-        Args:
-            data: ``dict(inputs=[(T, C, H, W)] * B, data_samples=[...])`` as
-                collated from a per-video dataset.
-
-        Returns:
-            ``(B, T, C')`` features.
-        """
-        data = self.data_preprocessor(data, False)
-        return self.extract_feat(data['inputs'], test_mode=True)[0]
-
     def cache_videos(self, videos: torch.Tensor) -> Any:
         """The head's per-video cache for the cached meta-test
-        (:meth:`BaseFewShotHead.cache_videos`) of ``(num_videos, T, C')``
+        (:meth:`BaseFewShotHead.cache_videos`) of ``(num_videos, T, C)``
         features."""
         return self.cls_head.cache_videos(videos)
 
@@ -105,8 +96,8 @@ class FewShotRecognizer(Recognizer2D):
                          feats: Any,
                          data_samples: List,
                          video_index: Optional[torch.Tensor] = None) -> List:
-        """Predict a batch of episodes from ``(B, V * T, C')`` features or,
-        with ``video_index`` ``(B, V)``, from :meth:`cache_videos` of all
+        """Predict a batch of episodes from ``(E, V * T, C)`` features or,
+        with ``video_index`` ``(E, V)``, from :meth:`cache_videos` of all
         videos (the cached meta-test,
         :mod:`amfir_mm.engine.cached_episode_loops`); the head batches
         episodes of one shape (see :meth:`BaseFewShotHead.episode_logits`).

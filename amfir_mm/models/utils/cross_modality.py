@@ -23,11 +23,12 @@ The kernel is resized in place (``param.data``): the ``nn.Parameter`` object
 stays the same, as MMEngine's ``init_weights`` bookkeeping and any optimiser
 built before initialisation require.
 """
-from contextlib import contextmanager
-from typing import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Iterable, Iterator, Tuple
 
 import torch
 import torch.nn as nn
+from mmaction.registry import MODELS
 
 
 def first_conv(backbone: nn.Module) -> nn.Conv2d:
@@ -135,3 +136,36 @@ def pretrained_input_channels(backbone: nn.Module,
         yield conv
     finally:
         set_input_channels(conv, in_channels)
+
+
+@contextmanager
+def pretrained_inputs(backbones: Iterable[Tuple[nn.Module, int]],
+                      pretrained_channels: int = 3) -> Iterator[None]:
+    """:func:`pretrained_input_channels` of every ``(backbone,
+    in_channels)`` whose ``init_weights`` loads a checkpoint
+    (:func:`loads_pretrained`) with other input channels than its own.
+
+    Example:
+        >>> with pretrained_inputs([(rgb.backbone, 3), (flow.backbone, 2)]):
+        ...     model.init_weights()
+    """
+    with ExitStack() as stack:
+        for backbone, in_channels in backbones:
+            if (in_channels != pretrained_channels
+                    and loads_pretrained(backbone)):
+                stack.enter_context(
+                    pretrained_input_channels(backbone, in_channels,
+                                              pretrained_channels))
+        yield
+
+
+def build_with_input_channels(cfg: dict, in_channels: int) -> nn.Module:
+    """Build a recogniser config (``MODELS``) whose backbone's first
+    convolution takes ``in_channels`` inputs: a kernel pretrained at build
+    (:func:`pretrained_at_build`) is averaged, a random one re-initialised
+    (:func:`set_input_channels`)."""
+    averaged = pretrained_at_build(cfg.get('backbone') or {})
+    model = MODELS.build(cfg)
+    set_input_channels(
+        first_conv(model.backbone), in_channels, average=averaged)
+    return model
