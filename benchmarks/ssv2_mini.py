@@ -1327,29 +1327,33 @@ def report_markdown(results: list, paths: list) -> str:
                 f'{d["ci95"][1]:+.2f}], {d["p_le_0"]:.3f}' if d else '')
         a, b = (variant_label(n).strip('*') for n in key.split('-'))
         lines.append(f'| {a} − {b} | ' + ' | '.join(cells) + ' |')
+
+    def spread_table(title, field, model, labels):
+        """A table of mean [min, max] rows of ``r[field][model]``."""
+        rows = [''] + head(title)
+        for key, text in labels.items():
+            cells = []
+            for r in results:
+                v = r[field][model].get(key)
+                digits = 4 if key == 'mean_pi_flow' else 1 \
+                    if field == 'signal_auroc' else 2
+                cells.append(f'{v["mean"]:.{digits}f} [{v["min"]:.{digits}f}'
+                             f', {v["max"]:.{digits}f}]' if v else '')
+            rows.append(f'| {text} | ' + ' | '.join(cells) + ' |')
+        return rows
+
     for model in results[0]['asi']:
-        lines += [''] + head(f'ASI selection, `{model}`: mean over folds '
-                             '[min, max]')
-        for key, label in ASI_KEYS.items():
-            cells = []
-            for r in results:
-                s = r['asi'][model].get(key)
-                digits = 4 if key == 'mean_pi_flow' else 2
-                cells.append(f'{s["mean"]:.{digits}f} [{s["min"]:.{digits}f}'
-                             f', {s["max"]:.{digits}f}]' if s else '')
-            lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+        lines += spread_table(
+            f'ASI selection, `{model}`: mean over folds x seeds [min, max]',
+            'asi', model, ASI_KEYS)
     for model in results[0].get('signal_auroc', {}):
-        lines += [''] + head(f'AUROC (%) of label-free signals for "flow '
-                             f'is right", `{model}`, queries with exactly '
-                             'one branch right: mean over folds x seeds '
-                             '[min, max]')
-        for key in results[0]['signal_auroc'][model]:
-            cells = []
-            for r in results:
-                v = r['signal_auroc'][model].get(key)
-                cells.append(f'{v["mean"]:.1f} [{v["min"]:.1f}, '
-                             f'{v["max"]:.1f}]' if v else '')
-            lines.append(f'| {key} | ' + ' | '.join(cells) + ' |')
+        signals = results[0]['signal_auroc'][model]
+        lines += spread_table(
+            f'AUROC (%) of label-free signals for "flow is right", '
+            f'`{model}`, queries with exactly one branch right: mean over '
+            'folds x seeds [min, max]', 'signal_auroc', model,
+            {k: k
+             for k in signals})
     lines += [''] + head('trainable parameters per model')
     for model in results[0]['trainable']:
         cells = []

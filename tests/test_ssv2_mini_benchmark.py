@@ -233,7 +233,10 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert (tmp_path / 'work' / 'flow_dis' / 'eval').is_dir()
 
     out = tmp_path / 'cv.json'
-    bench.main(base + ['--out', str(out), '--folds', '2', '--ablations'])
+    bench.main(base + [
+        '--out',
+        str(out), '--folds', '2', '--ablations', '--transductive'
+    ])
     result = json.loads(out.read_text())
     assert result['timings']['flow_s'] < 60  # cached
     assert result['num_folds'] == 2 and result['videos'] == 100
@@ -244,6 +247,10 @@ def test_quick_runs(bench, shared_data, tmp_path):
         'amfir_no_asi', 'amfir_joint_asi', 'amfir_mixture'
     }
     assert 'asi' not in result['trainable']['amfir_no_asi']['parts']
+    assert {
+        'flow_adapter_transductive', 'amfir_transductive',
+        'late_fusion_transductive'
+    } <= set(result['variants'])
     assert set(result['asi']) == {
         'amfir_frozen', 'amfir_ce', 'amfir_ml', 'amfir_amd_pi', 'amfir',
         'amfir_joint_asi', 'amfir_mixture'

@@ -26,7 +26,8 @@ How the scores are made: the support clips are embedded once by
 :meth:`FewShotInferencer.fit` (per-frame features ``(T, C)`` of every
 modality); :meth:`~FewShotInferencer.predict` embeds each query once per
 modality and runs the model's own cached meta-test path on them
-(``cache_videos`` + ``predict_episodes`` of the recognisers, as
+(``cache_videos`` + ``predict_episodes`` of
+:class:`~amfir_mm.models.recognizers.EpisodicInferenceMixin`, as
 :mod:`amfir_mm.engine.cached_episode_loops` does): each query is a query of
 an N-way K-shot episode whose support is the user's classes, so its scores
 are exactly what the meta-test gives for that support and query (queries do

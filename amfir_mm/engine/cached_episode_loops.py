@@ -14,7 +14,9 @@ loader's sampler.
 ``tests/test_cached_episode_loops.py`` checks the predictions equal the
 per-episode path.
 
-The model provides three methods (both recognisers of amfir-mm do):
+The model provides three methods, the interface of
+:class:`~amfir_mm.models.recognizers.EpisodicInferenceMixin` (both
+recognisers of amfir-mm implement it):
 
 - ``embed_videos(data_batch) -> Tensor (B, T, C) | dict[str, Tensor]``:
   per-frame features of a collated batch of single videos;

@@ -24,7 +24,7 @@ def otam_cumulative_distance(dists: torch.Tensor,
         g(l, 1) = D(l, 1) + min(g(l-1, 0), g(l-1, 1), g(l, 0))
                                                        (first frame column)
         g(l, m) = D(l, m) + min(g(l-1, m-1), g(l, m-1))      (frames, m > 1)
-        g(l, S+1) = min(g(l-1, S), g(l, S), g(l-1, S+1))     (end pad)
+        g(l, T_s+1) = min(g(l-1, T_s), g(l, T_s), g(l-1, T_s+1))  (end pad)
 
     i.e. diagonal and horizontal moves everywhere, vertical moves in the
     two (zero-cost) padding columns and into the first frame column.  This
@@ -33,15 +33,15 @@ def otam_cumulative_distance(dists: torch.Tensor,
     row above).
 
     Args:
-        dists: ``(..., L, S)`` frame-to-frame distances.
+        dists: ``(..., L, T_s)`` frame-to-frame distances.
         gamma: smoothing (a scalar tensor, > 0).
 
     Returns:
-        ``(...)`` the cumulative distance ``g(L - 1, S + 1)``.
+        ``(...)`` the cumulative distance ``g(T_q - 1, S + 1)``.
     """
     # Computed on h = -g / gamma, where the smooth minimum is a logaddexp,
-    # one column (all L rows) at a time: the frame cells of column m need
-    # column m - 1 only.  Layout (S, L, ...), so that a column and its row
+    # one column (all T_q rows) at a time: the frame cells of column m need
+    # column m - 1 only.  Layout (T_s, T_q, ...), so that a column and its row
     # shifts are contiguous; no in-place writes, so autograd sees a plain
     # graph.
     neg_dists = (-dists / gamma).permute(-1, -2, *range(dists.dim() - 2))
@@ -60,8 +60,9 @@ def otam_cumulative_distance(dists: torch.Tensor,
             frames[1:] + torch.logaddexp(col[:-1], col[1:])
         ])
     # The end pad's vertical recursion, unrolled: with E = exp(h),
-    # E(l, S+1) = E(l-1, S) + E(l, S) + E(l-1, S+1) and E(0, S+1) =
-    # E(0, S), so E(L-1, S+1) = 2 sum_{l < L-1} E(l, S) + E(L-1, S).
+    # E(l, T_s+1) = E(l-1, T_s) + E(l, T_s) + E(l-1, T_s+1) and
+    # E(0, T_s+1) = E(0, T_s), so
+    # E(T_q-1, T_s+1) = 2 sum_{l < T_q-1} E(l, T_s) + E(T_q-1, T_s).
     log_count = col.new_full(col.shape[:1] + (1, ) * (col.dim() - 1),
                              math.log(2))
     log_count[-1] = 0
@@ -122,10 +123,10 @@ class OTAMHead(BaseFewShotHead):
 
         Args:
             query: ``(..., M, T, C)`` unit-norm frame features.
-            support: ``(..., S, T, C)`` unit-norm frame features.
+            support: ``(..., N * K, T, C)`` unit-norm frame features.
 
         Returns:
-            ``(..., M, S, T, T)``: query frames x support frames.
+            ``(..., M, N * K, T, T)``: query frames x support frames.
         """
         return 1 - torch.einsum('...mic,...sjc->...msij', query, support)
 

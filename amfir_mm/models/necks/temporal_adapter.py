@@ -71,7 +71,7 @@ class TemporalAdapter(BaseModule):
                              f'{self.in_channels}) got features with '
                              f'{x.shape[-1]} channels')
         lead, (frames, channels) = x.shape[:-2], x.shape[-2:]
-        h = self.down(x.reshape(-1, frames, channels))  # (B, T, r)
+        h = self.down(x.reshape(-1, frames, channels))  # (videos, T, rank)
         h = self.temporal(h.transpose(1, 2)).transpose(1, 2)
         h = self.up(self.dropout(self.act(h)))
         return x + h.reshape(*lead, frames, channels)
