@@ -148,9 +148,8 @@ def test_fusion_controls_by_hand(bench):
     used = []
     for q in range(4):
         match = [
-            j for j in range(4) if np.allclose(
-                shuffled[q],
-                loglinear(pi[0, j, 0])[0, q])
+            j for j in range(4) if np.allclose(shuffled[q],
+                                               loglinear(pi[0, j, 0])[0, q])
         ]
         assert match, q
         used.append(match[0])
@@ -233,10 +232,10 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert (tmp_path / 'work' / 'flow_dis' / 'eval').is_dir()
 
     out = tmp_path / 'cv.json'
-    bench.main(base + [
-        '--out',
-        str(out), '--folds', '2', '--ablations', '--transductive'
-    ])
+    bench.main(
+        base +
+        ['--out',
+         str(out), '--folds', '2', '--ablations', '--transductive'])
     result = json.loads(out.read_text())
     assert result['timings']['flow_s'] < 60  # cached
     assert result['num_folds'] == 2 and result['videos'] == 100
@@ -278,8 +277,8 @@ def test_evidence_signals_and_aurocs_by_hand(bench):
         flow_score=flow,
         reliability=pi,
         episode_evidence=evidence)
-    signals = bench.evidence_signals(
-        pred, ('distance_margin', 'support_consistency'))
+    signals = bench.evidence_signals(pred, ('distance_margin',
+                                            'support_consistency'))
     np.testing.assert_allclose(signals['pi_flow'], pi[..., 1])
     np.testing.assert_allclose(signals['top_probability'][0],
                                [0.1, 0.5, -0.1, -0.3])
