@@ -1295,8 +1295,103 @@ ASI_KEYS = dict(
     mean_pi_flow='mean π_flow')
 
 
+def _acc(r: dict, name: str) -> str:
+    v = r['variants'].get(name)
+    return f'{v["acc"]:.2f} [{v["ci95"][0]:.2f}, {v["ci95"][1]:.2f}]' \
+        if v else ''
+
+
+def _diff(r: dict, a: str, b: str) -> str:
+    d = r['paired'].get(f'{a}-{b}')
+    return f'{d["diff"]:+.2f} [{d["ci95"][0]:+.2f}, {d["ci95"][1]:+.2f}]' \
+        if d else ''
+
+
+def report_summary(results: list) -> str:
+    """The headline tables of ``results`` (one column per result): every
+    trained model with its branches and its mean-pi control, the goals,
+    and the evidence signals' AUROCs."""
+    cols = [f'{r["shots"]}-shot' for r in results]
+
+    def head(first, columns=cols):
+        return [
+            f'| {first} | ' + ' | '.join(columns) + ' |',
+            '|---' * (len(columns) + 1) + '|'
+        ]
+
+    lines = head('model: fused accuracy (%) [95% fold-and-video bootstrap]')
+    models = [m for m in MODELS if m in results[0]['variants']]
+    models += [m for m in ABLATIONS if m in results[0]['variants']]
+    for m in models:
+        lines.append(f'| {variant_label(m)} | ' +
+                     ' | '.join(_acc(r, m) for r in results) + ' |')
+    for m in ('late_fusion', 'loglinear_uniform', 'loglinear_global',
+              'oracle'):
+        lines.append(f'| {variant_label(m)} | ' +
+                     ' | '.join(_acc(r, m) for r in results) + ' |')
+    multimodal = [m for m in models if f'{m}_rgb' in results[0]['variants']]
+    lines += [''] + head(
+        'multimodal model: its RGB branch / flow branch; fused − mean-π '
+        'control (points)', [c for c in cols])
+    for m in multimodal:
+        cells = []
+        for r in results:
+            rgb, flow = (
+                r['variants'][f'{m}_{b}']['acc'] for b in ('rgb', 'flow'))
+            cells.append(f'{rgb:.2f} / {flow:.2f}; '
+                         f'{_diff(r, m, m + "_mean_pi") or "+0.00"}')
+        lines.append(f'| {variant_label(m)} | ' + ' | '.join(cells) + ' |')
+    lines += [''] + head('goal (points) [95% interval]')
+    for r in results:
+        r['_best'] = max((k for k in SINGLE[:4] if k in r['variants']),
+                         key=lambda k: r['variants'][k]['acc'])
+    rows = [
+        ('AMFIR − best single-modality model (' +
+         ' / '.join(r['_best'] for r in results) + ')',
+         lambda r: _diff(r, 'amfir', r['_best'])),
+        ('AMFIR − AMFIR with mean π',
+         lambda r: _diff(r, 'amfir', 'amfir_mean_pi')),
+        ('ASI: AUROC of π_flow on disagreement queries (%)',
+         lambda r: f'{r["asi"]["amfir"]["auroc_flow"]["mean"]:.1f}'),
+        ("AMD: AMFIR's RGB branch − adapter + CE's RGB branch",
+         lambda r: _diff(r, 'amfir_rgb', 'amfir_ce_rgb')),
+        ("AMD: AMFIR's flow branch − adapter + CE's flow branch",
+         lambda r: _diff(r, 'amfir_flow', 'amfir_ce_flow')),
+    ]
+    if 'amfir_frozen_transductive' in results[0]['variants']:
+        rows += [
+            ('transductive AMFIR, frozen − transductive flow, frozen', lambda
+             r: _diff(r, 'amfir_frozen_transductive', 'flow_transductive')),
+            ('transductive AMFIR − transductive late fusion', lambda r: _diff(
+                r, 'amfir_transductive', 'late_fusion_transductive'))
+        ]
+    for text, cell in rows:
+        lines.append(f'| {text} | ' + ' | '.join(cell(r)
+                                                 for r in results) + ' |')
+    for r in results:
+        del r['_best']
+    shown = [
+        m for m in ('amfir_frozen', 'amfir')
+        if m in results[0].get('signal_auroc', {})
+    ]
+    if shown:
+        columns = [f'`{m}` {c}' for m in shown for c in cols]
+        lines += [''] + head(
+            'signal: AUROC (%) for "flow is right" on disagreement queries, '
+            'mean over folds x seeds', columns)
+        for key in results[0]['signal_auroc'][shown[0]]:
+            cells = [
+                f'{r["signal_auroc"][m][key]["mean"]:.1f}' for m in shown
+                for r in results
+            ]
+            lines.append(f'| {key} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def report_markdown(results: list, paths: list) -> str:
-    """The RESULTS.md tables of ``results`` (one column per result)."""
+    """The RESULTS.md tables of ``results`` (one column per result): the
+    summary (:func:`report_summary`), then every variant, difference and
+    statistic."""
 
     def head(first):
         cols = [f'{r["shots"]}-shot' for r in results]
@@ -1306,7 +1401,11 @@ def report_markdown(results: list, paths: list) -> str:
         ]
 
     files = ', '.join(f'`{osp.relpath(p, ROOT)}`' for p in paths)
-    lines = [f'Results: {files}', '']
+    lines = [f'Results: {files}', '', report_summary(results), '']
+    lines += [
+        '<details><summary>All variants, differences and '
+        'statistics</summary>', ''
+    ]
     lines += head('variant: accuracy (%), mean over folds [95% fold-and-'
                   'video bootstrap]')
     names = list(results[0]['variants'])
@@ -1379,7 +1478,7 @@ def report_markdown(results: list, paths: list) -> str:
     for key, cell in rows.items():
         lines.append(f'| {key} | ' + ' | '.join(cell(r)
                                                 for r in results) + ' |')
-    return '\n'.join(lines)
+    return '\n'.join(lines + ['', '</details>'])
 
 
 if __name__ == '__main__':

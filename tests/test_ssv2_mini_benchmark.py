@@ -260,6 +260,8 @@ def test_quick_runs(bench, shared_data, tmp_path):
     table = bench.report_markdown([result], [str(out)])
     assert 'ablation: no ASI' in table and 'AUROC' in table
     assert 'label-free signals' in table
+    assert 'AMFIR − best single-modality model' in table
+    assert table.count('<details>') == 1 and table.endswith('</details>')
 
 
 def test_evidence_signals_and_aurocs_by_hand(bench):
