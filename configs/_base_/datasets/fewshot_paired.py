@@ -11,11 +11,9 @@
 # share frame indices and spatial augmentation (StackRGBFlow/SplitRGBFlow).
 # Children change the sizes or add a step by rebuilding a pipeline from the
 # parts below (`_base_.paired_load` ...; see ssv2_mini_paired.py).
-num_frames, crop, short_side = 8, 224, 256
-num_ways, num_shots = 5, 1
-
-sample_frames = dict(
-    type='SampleFrames', clip_len=1, frame_interval=1, num_clips=num_frames)
+_base_ = ['./fewshot_rgb.py']
+crop, short_side = 224, 256
+sample_frames = _base_.sample_frames
 paired_decode = [dict(type='PairedRawFrameDecode'), dict(type='StackRGBFlow')]
 multiscale_crop = dict(
     type='MultiScaleCrop',
@@ -56,31 +54,17 @@ video_dataset = dict(
     filename_tmpl='img_{:05d}.jpg')
 
 
-def _episodes(split, pipeline, num_episodes, seed):
-    """A loader of `num_episodes` episodes of the `split` videos."""
+def _videos(split, pipeline):
     return dict(
-        batch_size=1,
-        num_workers=4,
-        persistent_workers=True,
-        sampler=dict(
-            type='InfiniteSampler' if split == 'train' else 'DefaultSampler',
-            shuffle=split == 'train'),
-        dataset=dict(
-            type='EpisodicDataset',
-            dataset=dict(
-                video_dataset,
-                ann_file=f'splits/{split}.txt',
-                pipeline=pipeline,
-                test_mode=split != 'train'),
-            num_ways=num_ways,
-            num_shots=num_shots,
-            num_queries=1,
-            num_episodes=num_episodes,
-            seed=seed))
+        video_dataset, ann_file=f'splits/{split}.txt', pipeline=pipeline)
 
 
-train_dataloader = _episodes('train', train_pipeline, 100000, seed=1)
-val_dataloader = _episodes('val', test_pipeline, 1000, seed=2)
-test_dataloader = _episodes('test', test_pipeline, 10000, seed=3)
-val_evaluator = dict(type='FewShotAccuracy')
-test_evaluator = val_evaluator
+# the episode loaders of fewshot_rgb.py, with these videos
+train_dataloader = dict(
+    num_workers=4,
+    dataset=dict(num_queries=1, dataset=_videos('train', train_pipeline)))
+val_dataloader = dict(
+    num_workers=4, dataset=dict(dataset=_videos('val', test_pipeline)))
+test_dataloader = dict(
+    num_workers=4,
+    dataset=dict(num_episodes=10000, dataset=_videos('test', test_pipeline)))
