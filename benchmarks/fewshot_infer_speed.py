@@ -41,8 +41,8 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-DEMO = 'configs/demo/shapes_amfir_r18_5way1shot.py'
-EFFL0 = 'configs/ssv2mini/amfir_effl0_112_5way1shot.py'
+DEMO = 'configs/demo/amfir_shapes_1shot_r18.py'
+EFFL0 = 'configs/ssv2mini/amfir_ssv2mini_1shot_effl0.py'
 WIDTH, HEIGHT, FPS = 320, 240, 30.0
 
 

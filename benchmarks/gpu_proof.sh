@@ -6,7 +6,7 @@
 #
 # Steps (each logged, timed, and allowed to fail without stopping the rest):
 #   train_amp   tools/train.py, 1 process, --amp, on generated moving-shapes
-#               data (configs/demo/shapes_amfir_r18_5way1shot.py)
+#               data (configs/demo/amfir_shapes_1shot_r18.py)
 #   test_1proc  tools/test.py of that checkpoint; saves the episode list
 #   test_2proc  tools/dist_test.sh, 2 processes (gloo), same episodes; the
 #               per-episode results must equal test_1proc's
@@ -33,7 +33,7 @@ ITERS=${ITERS:-300}  # the demo config's full schedule
 W=${WORK:-/tmp/amfir_gpu_proof}
 mkdir -p "$OUT" "$W"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-CONFIG=configs/demo/shapes_amfir_r18_5way1shot.py
+CONFIG=configs/demo/amfir_shapes_1shot_r18.py
 LOG="$OUT/proof.log"
 SUMMARY="$OUT/summary.md"
 AMP=(--amp)

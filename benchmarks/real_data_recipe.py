@@ -52,7 +52,7 @@ def main(argv=None):
         scratch = tempfile.mkdtemp(prefix='real_data_recipe_')
     flow = osp.join(scratch, 'ssv2_mini_paired')
     work = osp.join(scratch, 'work')
-    config = 'configs/amfir_ssv2mini_r18_smoke.py'
+    config = 'configs/amfir_ssv2mini_1shot_r18_smoke.py'
     prefix = [
         f'{split}_dataloader.dataset.dataset.data_prefix.img='
         f'{flow}/{sub}'

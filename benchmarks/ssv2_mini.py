@@ -13,7 +13,7 @@ Each root is a folder of class folders of video folders of RGB frames
    (:func:`amfir_mm.flow.extraction.run_extraction`, cached in
    ``WORK_DIR/flow_<method>/``; a rerun skips finished videos);
 2. embeds every video once per modality with the config's frozen ImageNet
-   backbones (``configs/ssv2mini/amfir_effl0_112_5way1shot.py``): the test
+   backbones (``configs/ssv2mini/amfir_ssv2mini_1shot_effl0.py``): the test
    view (centre crop) and ``--views`` augmented training views drawn by the
    training pipeline (its only randomness here is ``MultiScaleCrop``'s
    scale and corner: the 8-frame videos make ``SampleFrames`` fixed), cached
@@ -74,7 +74,7 @@ from mmengine.config import DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-CONFIG = osp.join(ROOT, 'configs/ssv2mini/amfir_effl0_112_5way1shot.py')
+CONFIG = osp.join(ROOT, 'configs/ssv2mini/amfir_ssv2mini_1shot_effl0.py')
 # trained models ("arms"): name -> how it differs from the config's model
 # (see arm_model_config): ``modalities``, ``adapter`` (False: no
 # TemporalAdapter, the frozen features as they are), ``amd`` (AMD's

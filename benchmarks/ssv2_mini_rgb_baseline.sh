@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-CFG=configs/fewshot_rgb/ssv2mini_effl0_proto_5way1shot.py
+CFG=configs/fewshot_rgb/rgbproto_ssv2mini_1shot_effl0.py
 W=${WORK_DIR:-work_dirs/bench_ssv2_mini_rgb}
 start=$(date +%s)
 commit=$(git rev-parse --short HEAD)

@@ -26,8 +26,8 @@ from amfir_mm.flow import UnsupportedDeviceError
 from amfir_mm.utils.io import RefuseOverwriteError
 from conftest import PROJECT_ROOT, load_script
 
-DEMO = str(PROJECT_ROOT / 'configs/demo/shapes_amfir_r18_5way1shot.py')
-EFFL0 = str(PROJECT_ROOT / 'configs/ssv2mini/amfir_effl0_112_5way1shot.py')
+DEMO = str(PROJECT_ROOT / 'configs/demo/amfir_shapes_1shot_r18.py')
+EFFL0 = str(PROJECT_ROOT / 'configs/ssv2mini/amfir_ssv2mini_1shot_effl0.py')
 CONFIGS = sorted(
     str(p.relative_to(PROJECT_ROOT))
     for p in (PROJECT_ROOT / 'configs').rglob('*.py')
@@ -287,7 +287,7 @@ def test_an_rgb_config(clips):
     """A single-modality FewShotRecognizer config (RGB frames, ImageNet
     EfficientNet-Lite0, no checkpoint) labels mp4 clips: RGB alone."""
     config = str(PROJECT_ROOT /
-                 'configs/fewshot_rgb/ssv2mini_effl0_proto_5way1shot.py')
+                 'configs/fewshot_rgb/rgbproto_ssv2mini_1shot_effl0.py')
     inferencer = FewShotInferencer(config, None)
     assert inferencer.modalities == ('rgb', )
     support = {c: p[:1] for c, p in list(clips['support'].items())[:3]}

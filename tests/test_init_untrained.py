@@ -20,7 +20,7 @@ def shapes_root(tmp_path_factory):
 def write_config(tmp_path, shapes_root):
     """The demo's RGB config on the tiny shapes data, with the ImageNet
     EfficientNet-Lite0 backbone, 2 test episodes, no workers."""
-    base = PROJECT_ROOT / 'configs/demo/shapes_rgb_r18_proto_5way1shot.py'
+    base = PROJECT_ROOT / 'configs/demo/rgbproto_shapes_1shot_r18.py'
     path = tmp_path / 'effl0_shapes.py'
     path.write_text(f"""
 _base_ = [{str(base)!r}]

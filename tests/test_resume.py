@@ -126,7 +126,7 @@ def write_config(tmp_path, shapes):
     """The demo's RGB config, shrunk: 2-way 1-shot, 1 query, 2 frames,
     12 iterations, a checkpoint every 4, the episode log hook; a TRX head
     with dropout, so the run draws random numbers in the main process."""
-    base = PROJECT_ROOT / 'configs/demo/shapes_rgb_r18_proto_5way1shot.py'
+    base = PROJECT_ROOT / 'configs/demo/rgbproto_shapes_1shot_r18.py'
     (tmp_path / 'episode_log.py').write_text(EPISODE_LOG)
     path = tmp_path / 'resume_cfg.py'
     path.write_text(f"""

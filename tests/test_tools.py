@@ -339,7 +339,7 @@ def test_demo_ends_with_the_summary_line(tmp_path, monkeypatch, capsys):
 def test_demo_config_keeps_one_light_checkpoint_and_logs_early():
     from mmengine.config import Config
     cfg = Config.fromfile(
-        str(PROJECT_ROOT / 'configs/demo/shapes_amfir_r18_5way1shot.py'))
+        str(PROJECT_ROOT / 'configs/demo/amfir_shapes_1shot_r18.py'))
     checkpoint = cfg.default_hooks.checkpoint
     assert checkpoint.interval == cfg.train_cfg.max_iters
     assert checkpoint.max_keep_ckpts == 1 and checkpoint.save_best is None

@@ -276,7 +276,7 @@ def test_train_script_passes_its_flags(tmp_path, monkeypatch, argv, options):
 def test_train_script_amp_without_gpu_is_one_line(tmp_path):
     proc = subprocess.run([
         sys.executable, 'tools/train.py',
-        'configs/amfir_ssv2mini_r18_smoke.py', '--amp', '--work-dir',
+        'configs/amfir_ssv2mini_1shot_r18_smoke.py', '--amp', '--work-dir',
         str(tmp_path)
     ],
                           cwd=PROJECT_ROOT,

@@ -26,7 +26,7 @@ from amfir_mm.utils.tool import (accuracy_summary, build_tool_runner,
                                  describe_episodes, print_header, run_tool,
                                  set_metric_out_dir)
 
-DEFAULT_CONFIG = 'configs/demo/shapes_amfir_r18_5way1shot.py'
+DEFAULT_CONFIG = 'configs/demo/amfir_shapes_1shot_r18.py'
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ reliabilities pi) and, with ``--out``, writes ``{"classes": [...],
 :meth:`amfir_mm.apis.FewShotInferencer.predict` for the fields).
 
 ``CHECKPOINT`` ``none`` uses the config's initial weights (e.g. the
-ImageNet backbones of ``configs/ssv2mini/amfir_effl0_112_5way1shot.py``).
+ImageNet backbones of ``configs/ssv2mini/amfir_ssv2mini_1shot_effl0.py``).
 ``--modalities rgb`` uses the RGB branch alone and computes no flow (as
 for a one-frame query, whose flow cannot be computed).
 

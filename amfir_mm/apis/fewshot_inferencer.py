@@ -12,7 +12,7 @@ test pipeline, with its decode step swapped for the input at hand
 (DIS by default)::
 
     inferencer = FewShotInferencer(
-        'configs/demo/shapes_amfir_r18_5way1shot.py',
+        'configs/demo/amfir_shapes_1shot_r18.py',
         'work_dirs/demo/iter_300.pth')
     inferencer.fit({'wave': ['wave1.mp4', 'wave2.mp4'],
                     'clap': ['clap1.mp4', 'clap_frames/']})

@@ -20,7 +20,7 @@
 # Flow rawframes first (see _base_/datasets/ssv2_mini_paired.py):
 #   python tools/extract_flow.py ../shared/data/ssv2_mini \
 #       data/ssv2_mini_paired --method tvl1 --write-rgb --short-side 128
-#   python tools/train.py configs/ssv2mini/amfir_effl0_112_5way1shot.py
+#   python tools/train.py configs/ssv2mini/amfir_ssv2mini_1shot_effl0.py
 # RGB-only / flow-only models: --cfg-options "model.modalities=['rgb']".
 # benchmarks/ssv2_mini.py trains and compares all of them.
 _base_ = [

@@ -1,7 +1,7 @@
 # CPU smoke test of the whole AMFIR pipeline on real SSv2 frames with DIS
 # flow (see _base_/datasets/ssv2_mini_paired.py for the flow extraction):
 # ResNet-18 branches from scratch, 112 px, 5-way 1-shot, a few iterations.
-#   python tools/train.py configs/amfir_ssv2mini_r18_smoke.py
+#   python tools/train.py configs/amfir_ssv2mini_1shot_r18_smoke.py
 _base_ = [
     './_base_/schedules/amfir_sgd.py', './_base_/models/amfir_paired.py',
     './_base_/datasets/ssv2_mini_paired.py'
