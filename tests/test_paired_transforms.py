@@ -263,18 +263,10 @@ def test_batch_through_multimodal_preprocessor(coded_rawframes):
     from mmaction.models import MultiModalDataPreprocessor
     pipeline = png_pipeline(TRAIN_PIPELINE)
     batch = [pipeline(data_info(coded_rawframes)) for _ in range(2)]
+    from amfir_mm.models.recognizers.amfir_recognizer import \
+        DEFAULT_PREPROCESSOR  # AMFIRRecognizer's, for imgs and flow
     preprocessor = MultiModalDataPreprocessor(
-        preprocessors=dict(
-            imgs=dict(
-                type='ActionDataPreprocessor',
-                mean=[123.675, 116.28, 103.53],
-                std=[58.395, 57.12, 57.375],
-                format_shape='NCHW'),
-            flow=dict(
-                type='ActionDataPreprocessor',
-                mean=[128, 128],
-                std=[128, 128],
-                format_shape='NCHW')))
+        preprocessors=DEFAULT_PREPROCESSOR['preprocessors'])
     data = preprocessor(pseudo_collate(batch))
     assert data['inputs']['imgs'].shape == (2, 4, 3, 48, 48)
     assert data['inputs']['flow'].shape == (2, 4, 2, 48, 48)
