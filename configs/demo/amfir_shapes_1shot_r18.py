@@ -3,7 +3,7 @@
 # a few minutes. Test classes are unseen shape/motion pairs; RGB prototypes
 # average frames and so cannot tell "left" from "right": flow can.
 _base_ = [
-    '../_base_/default_runtime.py', '../_base_/schedules/fewshot_iter.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/demo_adam_300it.py',
     '../_base_/models/amfir_paired.py', '../_base_/datasets/shapes_paired.py'
 ]
 r18 = dict(type='ResNet', depth=18, pretrained=None, norm_eval=False)
@@ -12,11 +12,6 @@ head = dict(
 model = dict(
     rgb=dict(backbone=r18, cls_head=head),
     flow=dict(backbone=r18, cls_head=head))
-train_cfg = dict(max_iters=300, val_interval=150)
-optim_wrapper = dict(optimizer=dict(_delete_=True, type='Adam', lr=1e-3))
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=False, T_max=300, eta_min=1e-5)
-]
 # Progress from the start (a line every 10 iterations); one checkpoint, the
 # final weights only (~90 MB, what tools/test.py and tools/fewshot_infer.py
 # need; with the optimiser state and a "best" copy it was ~600 MB). The
