@@ -10,8 +10,8 @@ from mmengine.model import BaseModule
 
 # the episode helpers lived here: importable from here as before
 from ..utils.episodes import (episode_shape, gather_videos,
-                              map_episode_batches, split_episode,
-                              split_episode_index)
+                              map_episode_batches, pooled_videos,
+                              split_episode, split_episode_index)
 
 __all__ = [
     'BaseFewShotHead', 'episode_shape', 'gather_videos', 'split_episode',
@@ -30,8 +30,9 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
 
     An optional ``adapter`` (e.g. :class:`TemporalAdapter`) maps each
     video's per-frame features ``(T, C)`` to ``(T, C)`` before the
-    distances, in every path (:meth:`batch_logits`, :meth:`cache_videos`),
-    so a frozen backbone's features can still be meta-trained.
+    distances, in every path (:meth:`batch_logits`, :meth:`cache_videos`,
+    :meth:`batch_relations`), so a frozen backbone's features can still be
+    meta-trained.
 
     Args:
         temperature (float): initial ``tau`` (> 0).
@@ -125,6 +126,21 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
             gather_videos(cache, support_index),
             gather_videos(cache, query_index), num_ways, num_shots)
 
+    def cached_video_means(self, cache: Any) -> torch.Tensor:
+        """``(num_videos, C)`` frame means of the adapted features, read
+        from :meth:`cache_videos` (:meth:`batch_relations`' cached path).
+
+        Here the cache is the adapted ``(num_videos, T, C)`` features;
+        heads whose :meth:`cache_features` stores something else override
+        this (or raise where their cache keeps no such means).
+        """
+        if not (isinstance(cache, torch.Tensor) and cache.dim() == 3):
+            raise TypeError(
+                f'{type(self).__name__} caches {type(cache).__name__}, not '
+                'the (num_videos, T, C) features: it must override '
+                'cached_video_means to give the video embeddings')
+        return cache.mean(1)
+
     def forward(self, support: torch.Tensor, query: torch.Tensor,
                 num_ways: int, num_shots: int) -> torch.Tensor:
         """``(..., M, N)`` logits ``-d / tau`` (see :meth:`distances`)."""
@@ -154,6 +170,42 @@ class BaseFewShotHead(BaseModule, metaclass=ABCMeta):
         support, query = split_episode_index(video_index, meta)
         return -self.cached_distances(feats, support, query, meta['num_ways'],
                                       meta['num_shots']) / self.temperature
+
+    def batch_relations(self,
+                        feats: Any,
+                        meta: dict,
+                        video_index: Optional[torch.Tensor] = None
+                        ) -> torch.Tensor:
+        """Each query's relations to the ``N * K`` support videos of
+        ``E`` episodes of one shape: ``cos(e(q), e(s_j))`` of the video
+        embeddings ``e``, the frame means of the adapted features, whatever
+        the head's metric (so they depend on the adapter, not on the
+        head's own parameters).
+
+        Args:
+            feats: ``(E, V * T, C)`` per-frame features, or, with
+                ``video_index``, :meth:`cache_videos` of all videos (read
+                through :meth:`cached_video_means`).
+            meta: the episodes' ``num_ways``, ``num_shots``,
+                ``num_queries``.
+            video_index: ``(E, V)`` the episodes' video indices into the
+                cache, support first.
+
+        Returns:
+            ``(E, M, N * K)`` cosine similarities, supports class-major.
+        """
+        if video_index is None:
+            support, query = (
+                self.adapt(videos).mean(-2)
+                for videos in split_episode(feats, meta))
+        else:
+            means = self.cached_video_means(feats)
+            support, query = (
+                pooled_videos(means, meta, part, video_index)
+                for part in ('support', 'query'))
+        return F.normalize(
+            query, dim=-1) @ F.normalize(
+                support, dim=-1).transpose(-1, -2)
 
     def episode_logits(
         self,

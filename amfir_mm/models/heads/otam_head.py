@@ -157,23 +157,28 @@ class OTAMHead(BaseFewShotHead):
 
         Returns:
             dict: ``unit_frames`` ``(num_videos, T, C)``, the
-            unit-normalised features, and, when it fits ``cache_max_mb``,
-            an empty table of the frame distances of every ordered video
-            pair, ``pair_table`` ``(num_videos ** 2, T, T)`` (row ``q *
-            num_videos + s``), with ``pair_known`` ``(num_videos ** 2, )``
-            marking the rows filled.  :meth:`cached_distances` fills a row
-            the first time an episode needs it, so each pair is computed
-            once, and only the pairs the episodes use.
+            unit-normalised features, ``pooled`` ``(num_videos, C)``, their
+            frame means before normalising (:meth:`cached_video_means`),
+            and, when it fits ``cache_max_mb``, an empty table of the frame
+            distances of every ordered video pair, ``pair_table``
+            ``(num_videos ** 2, T, T)`` (row ``q * num_videos + s``), with
+            ``pair_known`` ``(num_videos ** 2, )`` marking the rows filled.
+            :meth:`cached_distances` fills a row the first time an episode
+            needs it, so each pair is computed once, and only the pairs the
+            episodes use.
         """
         unit = F.normalize(videos, dim=-1)
         num_videos, frames = videos.shape[:2]
-        cache = dict(unit_frames=unit)
+        cache = dict(unit_frames=unit, pooled=videos.mean(1))
         table_mb = (num_videos * frames)**2 * unit.element_size() / 2**20
         if table_mb <= self.cache_max_mb:
             cache['pair_table'] = unit.new_empty(num_videos**2, frames, frames)
             cache['pair_known'] = torch.zeros(
                 num_videos**2, dtype=torch.bool, device=unit.device)
         return cache
+
+    def cached_video_means(self, cache: dict) -> torch.Tensor:
+        return cache['pooled']
 
     def cached_distances(self, cache: dict, support_index: torch.Tensor,
                          query_index: torch.Tensor, num_ways: int,

@@ -65,3 +65,7 @@ class PrototypeHead(BaseFewShotHead):
         return self.embedding_distances(
             gather_videos(cache, support_index),
             gather_videos(cache, query_index), num_ways, num_shots)
+
+    def cached_video_means(self, cache: torch.Tensor) -> torch.Tensor:
+        """The cache is the video embeddings themselves."""
+        return cache

@@ -184,6 +184,16 @@ class TRXHead(BaseFewShotHead):
             for c in range(len(self.cardinalities))
         ])
 
+    def cached_video_means(self, cache: dict) -> torch.Tensor:
+        """The frame means of a ``frames`` cache; a ``keys_values`` cache
+        keeps no video embeddings."""
+        if 'frames' not in cache:
+            raise ValueError(
+                'a TRXHead cache of tuple keys and values holds no video '
+                'embeddings: relations need the gathered episode features '
+                'or a frames cache (cache_max_mb=0)')
+        return cache['frames'].mean(1)
+
     def cached_distances(self, cache: dict, support_index: torch.Tensor,
                          query_index: torch.Tensor, num_ways: int,
                          num_shots: int) -> torch.Tensor:

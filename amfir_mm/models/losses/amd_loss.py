@@ -1,5 +1,7 @@
 """AMD (Active Mutual Distillation) loss: per query, each modality teaches
 the others in proportion to its reliability."""
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from mmaction.models.losses import BaseWeightedLoss
@@ -25,39 +27,94 @@ class AMDLoss(BaseWeightedLoss):
     ``pi_m(q) - pi_m'(q) > delta`` (AMFAR groups queries by this gap);
     ``delta = 0`` distils every query in both directions.
 
+    Relation knowledge (``relation_weight = lambda_rel > 0``): each query's
+    similarities ``s_m(q, j)`` to the episode's ``N * K`` support videos
+    ``j`` (the recogniser passes the cosine of the adapted, frame-averaged
+    video embeddings, :meth:`BaseFewShotHead.batch_relations`) as a
+    distribution ``rho_m(.|q) = softmax_j(s_m(q, j) / T_rel)`` are distilled
+    the same way, with the same weights and ``gap`` rule::
+
+        L = mean_q sum_m sum_{m' != m} w_{m->m'}(q) * (
+                T^2 * KL(p_m || p_m') +
+                lambda_rel * T_rel^2 * KL(rho_m || rho_m'))
+
+    with ``w_{m->m'}(q) = pi_m(q) * [pi_m(q) - pi_m'(q) > delta]`` (``=
+    pi_m(q)`` for ``delta = 0``) and the teacher ``rho_m`` detached.  The
+    default ``lambda_rel = 0`` is the posterior term alone.  Turn it on
+    with e.g. ``loss_amd=dict(type='AMDLoss', relation_weight=1.0)``.
+
     Args:
         temperature (float): distillation temperature ``T``.
         gap (float): reliability gap ``delta`` in ``[0, 1)``.
+        relation_weight (float): ``lambda_rel >= 0``, weight of the
+            relation term.
+        relation_temperature (float): ``T_rel > 0`` of the relation
+            distributions (cosines lie in ``[-1, 1]``, hence the default
+            0.1).
         loss_weight (float): ``lambda_AMD``.
     """
 
     def __init__(self,
                  temperature: float = 4.0,
                  gap: float = 0.0,
+                 relation_weight: float = 0.0,
+                 relation_temperature: float = 0.1,
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight=loss_weight)
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
         if not 0 <= gap < 1:
             raise ValueError(f'gap must be in [0, 1), got {gap}')
+        if relation_weight < 0:
+            raise ValueError(
+                f'relation_weight must be >= 0, got {relation_weight}')
+        if relation_temperature <= 0:
+            raise ValueError(f'relation_temperature must be > 0, got '
+                             f'{relation_temperature}')
         self.temperature = temperature
         self.gap = gap
+        self.relation_weight = relation_weight
+        self.relation_temperature = relation_temperature
 
-    def _forward(self, logits: torch.Tensor,
-                 weights: torch.Tensor) -> torch.Tensor:
+    def _forward(self,
+                 logits: torch.Tensor,
+                 weights: torch.Tensor,
+                 relations: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             logits: ``(M, S, N)`` logits of ``M`` queries under ``S``
                 modalities.
             weights: ``(M, S)`` teacher weights ``pi``.
+            relations: ``(M, S, N * K)`` similarities of each query to the
+                support videos under each modality; read only when
+                ``relation_weight > 0`` (then required).
 
         Returns:
             The scalar loss.
         """
-        log_p = F.log_softmax(logits / self.temperature, dim=-1)
+        loss = self.distil(logits, weights, self.temperature)
+        if self.relation_weight > 0:
+            if relations is None:
+                raise ValueError(
+                    f'AMDLoss(relation_weight={self.relation_weight}) '
+                    'needs the (M, S, N * K) query-to-support relations')
+            if relations.shape[:2] != logits.shape[:2]:
+                raise ValueError(
+                    f'relations {tuple(relations.shape)} do not match the '
+                    f'(M, S) = {tuple(logits.shape[:2])} of the logits')
+            loss = loss + self.relation_weight * self.distil(
+                relations, weights, self.relation_temperature)
+        return loss
+
+    def distil(self, scores: torch.Tensor, weights: torch.Tensor,
+               temperature: float) -> torch.Tensor:
+        """``mean_q sum_{m != m'} w_{m->m'}(q) * T^2 * KL(softmax(x_m / T)
+        || softmax(x_m' / T))`` of ``(M, S, D)`` scores ``x``, the teacher
+        detached, ``w`` from the ``(M, S)`` weights and the gap rule."""
+        log_p = F.log_softmax(scores / temperature, dim=-1)
         teacher = log_p.detach()
-        num_modalities = logits.shape[1]
-        loss = logits.new_zeros(logits.shape[0])
+        num_modalities = scores.shape[1]
+        loss = scores.new_zeros(scores.shape[0])
         for m in range(num_modalities):
             for student in range(num_modalities):
                 if student == m:
@@ -69,4 +126,4 @@ class AMDLoss(BaseWeightedLoss):
                     weight = weight * (
                         weights[:, m] - weights[:, student] > self.gap)
                 loss = loss + weight * kl
-        return self.temperature**2 * loss.mean()
+        return temperature**2 * loss.mean()

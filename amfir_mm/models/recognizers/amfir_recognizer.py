@@ -48,7 +48,9 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
     * AMD: the modalities distil into each other (:class:`AMDLoss`),
       weighted by ``pi`` (``amd_weights='reliability'``), by the labelled
       target ``r`` (``'target'``; ``pi`` stays for test-time fusion) or by
-      ``1/2`` (``'uniform'``: symmetric mutual learning).
+      ``1/2`` (``'uniform'``: symmetric mutual learning); with
+      ``AMDLoss(relation_weight > 0)`` also each query's relations to the
+      support videos (cosines of the adapted video embeddings).
     * AMI: the fused posterior weights each modality by ``pi``
       (:func:`fuse_posteriors`).
 
@@ -261,15 +263,25 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
             modalities in ``self.modalities`` order) and ``log_pi``
             ``(E, M, S)``; ASI runs on the ``E * M`` queries at once.
             Where ASI reads episode evidence, also ``episode_evidence``
-            ``(E, M, F)`` (:func:`episode_evidence`).
+            ``(E, M, F)`` (:func:`episode_evidence`).  Where AMD distils
+            relations (``relation_weight > 0``), also ``relations`` ``(E,
+            M, S, N * K)``, each query's cosine to each support video
+            (:meth:`BaseFewShotHead.batch_relations`); only from ``(E, V *
+            T, C)`` features: they feed the loss alone, and the cached
+            meta-test only predicts.
         """
-        logits, pooled, supports = [], [], []
+        with_relations = (
+            video_index is None and self.loss_amd is not None
+            and getattr(self.loss_amd, 'relation_weight', 0) > 0)
+        logits, pooled, supports, relations = [], [], [], []
         for m, branch in self.branches.items():
             head, source = feats[m], feats[m]
             if video_index is not None:
                 head, source = feats[m]['head'], feats[m].get('pooled')
             logits.append(
                 branch.cls_head.batch_logits(head, meta, video_index))
+            if with_relations:
+                relations.append(branch.cls_head.batch_relations(head, meta))
             if self._asi_uses_features:
                 pooled.append(
                     pooled_videos(source, meta, 'query',
@@ -280,6 +292,8 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
         logits = torch.stack(logits, dim=2)
         log_probs = F.log_softmax(logits, dim=-1)
         out = dict(logits=logits, log_probs=log_probs)
+        if with_relations:
+            out['relations'] = torch.stack(relations, dim=2)
         if self.asi is None:
             out['log_pi'] = self._uniform(log_probs).log()
             return out
@@ -327,8 +341,11 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
             losses['loss_fused'] = self.loss_fused(fused, labels)
         losses['acc_fused'] = top1_accuracy(fused, labels)
         if self.loss_amd is not None:
+            relations = dict(relations=out['relations']) \
+                if 'relations' in out else {}
             losses['loss_amd'] = self.loss_amd(
-                logits, self._amd_weights(weights, log_probs, labels))
+                logits, self._amd_weights(weights, log_probs, labels),
+                **relations)
         if self.loss_asi is not None:
             losses['loss_asi'] = self.loss_asi(log_pi, log_probs.detach(),
                                                labels)
