@@ -243,7 +243,7 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert first['train_classes'] == second['eval_classes']
     assert not set(first['train_classes']) & set(first['eval_classes'])
     assert set(result['variants']) >= {
-        'amfir_no_asi', 'amfir_joint_asi', 'amfir_mixture'
+        'amfir_no_asi', 'amfir_joint_asi', 'amfir_joint_scorer'
     }
     assert 'asi' not in result['trainable']['amfir_no_asi']['parts']
     assert {
@@ -252,7 +252,7 @@ def test_quick_runs(bench, shared_data, tmp_path):
     } <= set(result['variants'])
     assert set(result['asi']) == {
         'amfir_frozen', 'amfir_ce', 'amfir_ml', 'amfir_amd_pi', 'amfir',
-        'amfir_joint_asi', 'amfir_mixture'
+        'amfir_rkd', 'amfir_joint_asi', 'amfir_joint_scorer'
     }
     for v in result['variants'].values():
         assert len(v['per_fold']) == 2
