@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmaction.registry import MODELS
+from mmaction.structures import ActionDataSample
 from mmaction.utils import register_all_modules
 from mmengine.model import BaseModel
 from torch import nn
@@ -45,6 +47,48 @@ def episode_samples(shapes):
             dict(num_ways=ways, num_shots=shots, num_queries=queries))
         samples.append(sample)
     return samples
+
+
+def feature_episode(ways=3,
+                    shots=1,
+                    queries=2,
+                    frames=2,
+                    channels=512,
+                    seed=0):
+    """Random frame features of one episode for an RGB + flow model:
+    ``(dict(rgb=(1, V * T, C), flow=(1, V * T, C)), sample)`` with ``V =
+    ways * (shots + queries)`` videos, support first, and the sample's
+    query labels and episode shape."""
+    gen = torch.Generator().manual_seed(seed)
+    videos = ways * (shots + queries)
+    feats = torch.randn(2, videos * frames, channels, generator=gen)
+    sample = ActionDataSample().set_gt_label(
+        torch.arange(ways).repeat_interleave(queries))
+    sample.set_metainfo(
+        dict(num_ways=ways, num_shots=shots, num_queries=queries))
+    return dict(rgb=feats[:1], flow=feats[1:]), sample
+
+
+def tiny_amfir(**overrides):
+    """An AMFIR model whose heads have adapters; only its heads run here
+    (``episode_outputs`` on given frame features)."""
+    head = dict(
+        type='PrototypeHead',
+        temperature=0.5,
+        adapter=dict(type='TemporalAdapter', in_channels=512, rank=4))
+    cfg = dict(
+        type='AMFIRRecognizer',
+        rgb=dict(
+            backbone=dict(type='ResNet', depth=18, pretrained=None),
+            cls_head=head),
+        flow=dict(
+            backbone=dict(type='ResNet', depth=18, pretrained=None),
+            cls_head=head),
+        loss_asi=dict(type='ASILoss', label_smoothing=0.0, beta=1.0),
+        loss_amd=dict(type='AMDLoss', temperature=2.0))
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    return MODELS.build(cfg)
 
 
 @pytest.fixture(autouse=True)

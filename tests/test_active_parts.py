@@ -6,8 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from mmaction.registry import MODELS
-from mmaction.structures import ActionDataSample
 from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
@@ -16,6 +14,7 @@ from amfir_mm.models.fusion import (ActiveSampleInference, episode_evidence,
 from amfir_mm.models.heads import PrototypeHead
 from amfir_mm.models.losses import AMDLoss
 from amfir_mm.models.necks import TemporalAdapter
+from conftest import feature_episode, tiny_amfir
 
 
 @pytest.fixture(autouse=True)
@@ -132,42 +131,10 @@ def test_amd_gap_distils_only_clear_teachers():
         AMDLoss(gap=1.0)
 
 
-def tiny_amfir(**overrides):
-    """An AMFIR model whose heads have adapters; only its heads run here
-    (``episode_outputs`` on given frame features)."""
-    head = dict(
-        type='PrototypeHead',
-        temperature=0.5,
-        adapter=dict(type='TemporalAdapter', in_channels=512, rank=4))
-    cfg = dict(
-        type='AMFIRRecognizer',
-        rgb=dict(
-            backbone=dict(type='ResNet', depth=18, pretrained=None),
-            cls_head=head),
-        flow=dict(
-            backbone=dict(type='ResNet', depth=18, pretrained=None),
-            cls_head=head),
-        loss_asi=dict(type='ASILoss', label_smoothing=0.0, beta=1.0),
-        loss_amd=dict(type='AMDLoss', temperature=2.0))
-    cfg.update(overrides)
-    torch.manual_seed(0)
-    return MODELS.build(cfg)
-
-
-def episode(ways=3, shots=1, queries=2, frames=2, channels=512, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    videos = ways * (shots + queries)
-    feats = torch.randn(2, videos * frames, channels, generator=gen)
-    sample = ActionDataSample().set_gt_label(
-        torch.arange(ways).repeat_interleave(queries))
-    sample.set_metainfo(meta(ways, shots, queries))
-    return dict(rgb=feats[:1], flow=feats[1:]), sample
-
-
 @pytest.mark.parametrize('weights', ['target', 'uniform', 'reliability'])
 def test_amd_weights_by_hand(weights):
     model = tiny_amfir(amd_weights=weights)
-    feats, sample = episode()
+    feats, sample = feature_episode()
     out = model.episode_outputs(feats, [sample])[0]
     labels = sample.gt_label
     losses = model.episode_losses(out, labels)
@@ -193,7 +160,7 @@ def test_amd_trains_the_adapters():
     """With adapters AMD's gradient reaches representation weights of the
     student (W_up starts at zero, so its gradient is the first to move)."""
     model = tiny_amfir(amd_weights='uniform')
-    feats, sample = episode()
+    feats, sample = feature_episode()
     out = model.episode_outputs(feats, [sample])[0]
     model.episode_losses(out, sample.gt_label)['loss_amd'].backward()
     for m in ('rgb', 'flow'):
@@ -274,7 +241,7 @@ def test_recognizer_feeds_episode_evidence_to_asi():
         asi=dict(
             episode_evidence=('distance_margin', 'prototype_spread'),
             hidden_channels=4))
-    feats, sample = episode(shots=2)
+    feats, sample = feature_episode(shots=2)
     model.eval()
     out = model.batch_outputs(feats, sample.metainfo)
     ev = out['episode_evidence']

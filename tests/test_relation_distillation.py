@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from mmaction.registry import MODELS
-from mmaction.structures import ActionDataSample
 from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
@@ -14,6 +13,7 @@ from amfir_mm.models.heads import (BaseFewShotHead, OTAMHead, PrototypeHead,
                                    TRXHead)
 from amfir_mm.models.losses import AMDLoss
 from amfir_mm.models.necks import TemporalAdapter
+from conftest import feature_episode
 
 
 @pytest.fixture(autouse=True)
@@ -206,13 +206,7 @@ def tiny_amfir(**loss_amd):
 
 
 def episode(ways=3, shots=2, queries=2, frames=3, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    videos = ways * (shots + queries)
-    feats = torch.randn(2, videos * frames, CHANNELS, generator=gen)
-    sample = ActionDataSample().set_gt_label(
-        torch.arange(ways).repeat_interleave(queries))
-    sample.set_metainfo(meta(ways, shots, queries))
-    return dict(rgb=feats[:1], flow=feats[1:]), sample
+    return feature_episode(ways, shots, queries, frames, CHANNELS, seed)
 
 
 def test_recognizer_distils_relations_by_hand():

@@ -5,17 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from mmaction.registry import MODELS
-from mmengine.registry import DefaultScope
 
 import amfir_mm  # noqa: F401
 from amfir_mm.models.fusion import ActiveSampleInference, cross_modal_support
-
-
-@pytest.fixture(autouse=True)
-def mmaction_scope():
-    with DefaultScope.overwrite_default_scope('mmaction'):
-        yield
+from conftest import feature_episode, tiny_amfir
 
 
 def test_cross_modal_support_by_hand():
@@ -131,29 +124,16 @@ def test_scorer_options_are_checked():
 
 
 def test_recognizer_with_shared_scorer_trains_it():
-    head = dict(type='PrototypeHead', temperature=0.5)
-    model = MODELS.build(
-        dict(
-            type='AMFIRRecognizer',
-            rgb=dict(
-                backbone=dict(type='ResNet', depth=18, pretrained=None),
-                cls_head=head),
-            flow=dict(
-                backbone=dict(type='ResNet', depth=18, pretrained=None),
-                cls_head=head),
-            asi=dict(
-                scorer='shared',
-                hidden_channels=0,
-                cross_modal=True,
-                episode_evidence=('distance_margin', 'episode_rank'))))
-    torch.manual_seed(0)
-    # 3 ways x (1 shot + 2 queries) x 2 frames, per modality
-    feats = torch.randn(2, 1, 3 * 3 * 2, 512)
-    meta = dict(num_ways=3, num_shots=1, num_queries=2)
-    out = model.batch_outputs(dict(rgb=feats[0], flow=feats[1]), meta)
+    model = tiny_amfir(
+        asi=dict(
+            scorer='shared',
+            hidden_channels=0,
+            cross_modal=True,
+            episode_evidence=('distance_margin', 'episode_rank')))
+    feats, sample = feature_episode()  # 3 ways, 1 shot, 2 queries
+    out = model.batch_outputs(feats, sample.metainfo)
     assert out['log_pi'].shape == (1, 6, 2)
-    labels = torch.arange(3).repeat_interleave(2)
     loss = model.loss_asi(out['log_pi'][0], out['log_probs'][0].detach(),
-                          labels)
+                          sample.gt_label)
     loss.backward()
     assert model.asi.mlp[0].weight.grad.abs().sum() > 0
