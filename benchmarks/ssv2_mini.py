@@ -99,20 +99,11 @@ MODELS = dict(
             temperature=4.0,
             loss_weight=1.0,
             relation_weight=1.0)))
-# the reliability net before the 'shared' scorer: one MLP over the
-# evidence of both modalities
-JOINT_SCORER_ASI = dict(
-    type='ActiveSampleInference',
-    scorer='joint',
-    topk=3,
-    hidden_channels=32,
-    cross_modal=True,
-    episode_evidence=('distance_margin', 'episode_rank', 'prototype_spread',
-                      'support_consistency'),
-    normalize_evidence=True)
 ABLATIONS = dict(
     amfir_no_asi=dict(reliability='uniform'),
-    amfir_joint_scorer=dict(asi=JOINT_SCORER_ASI),
+    # ASI as before the 'shared' scorer: one MLP over both modalities'
+    # evidence (merged into the config's asi)
+    amfir_joint_scorer=dict(asi=dict(scorer='joint', hidden_channels=32)),
     amfir_joint_asi=dict(asi_fit='joint'))
 # amfir_mixture (fusion='mixture' instead of log-linear) was measured in
 # the run with the joint scorer (results/ssv2_mini_cv_*shot_joint_scorer
@@ -394,7 +385,8 @@ def pool_videos(datasets: dict) -> dict:
 
 
 def arm_model_config(cfg, arm: dict):
-    """``cfg.model`` changed as the arm says (see ``MODELS``)."""
+    """``cfg.model`` changed as the arm says (see ``MODELS``); an ``asi``
+    entry is merged into the config's."""
     model_cfg = copy.deepcopy(cfg.model)
     for key, value in arm.items():
         if key == 'adapter':
@@ -406,6 +398,8 @@ def arm_model_config(cfg, arm: dict):
                 model_cfg.loss_amd = None
             else:
                 model_cfg.amd_weights = value
+        elif key == 'asi':
+            model_cfg.asi = dict(model_cfg.asi, **value)
         elif key != 'asi_fit':
             model_cfg[key] = value
     return model_cfg
@@ -1384,6 +1378,23 @@ def report_summary(results: list) -> str:
         ("AMD: AMFIR's flow branch − adapter + CE's flow branch",
          lambda r: _diff(r, 'amfir_flow', 'amfir_ce_flow')),
     ]
+    if 'amfir_rkd' in results[0]['variants']:
+        rows += [
+            ("relation distillation: its RGB branch − adapter + CE's",
+             lambda r: _diff(r, 'amfir_rkd_rgb', 'amfir_ce_rgb')),
+            ('relation distillation: AMFIR − AMFIR + relations',
+             lambda r: _diff(r, 'amfir', 'amfir_rkd')),
+        ]
+    if 'amfir_frozen' in results[0]['asi']:
+        rows += [
+            ('AMFIR on frozen features − best single-modality model',
+             lambda r: _diff(r, 'amfir_frozen', r['_best'])),
+            ('AMFIR on frozen features − its mean-π control',
+             lambda r: _diff(r, 'amfir_frozen', 'amfir_frozen_mean_pi')),
+            ('AMFIR on frozen features: AUROC of π_flow (%)',
+             lambda r: f'{r["asi"]["amfir_frozen"]["auroc_flow"]["mean"]:.1f}'
+             ),
+        ]
     if 'amfir_frozen_transductive' in results[0]['variants']:
         rows += [
             ('transductive AMFIR, frozen − transductive flow, frozen', lambda

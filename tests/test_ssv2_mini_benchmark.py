@@ -330,6 +330,10 @@ def test_arm_configs_change_one_thing(bench):
     single = bench.arm_model_config(cfg, bench.MODELS['rgb'])
     assert single.modalities == ['rgb'] and 'adapter' not in \
         single.rgb.cls_head
+    scorer = bench.arm_model_config(cfg, bench.ABLATIONS['amfir_joint_scorer'])
+    assert (scorer.asi.scorer, scorer.asi.hidden_channels) == ('joint', 32)
+    assert scorer.asi.episode_evidence == cfg.model.asi.episode_evidence
+    assert cfg.model.asi.scorer == 'shared'
     joint = bench.arm_model_config(cfg, bench.ABLATIONS['amfir_joint_asi'])
     assert 'asi_fit' not in joint
     assert cfg.model.rgb.cls_head.adapter  # the config is not changed
