@@ -1,0 +1,29 @@
+"""benchmarks/amd_term_scale.py on a tiny embeddings file it writes."""
+import json
+
+import torch
+
+from conftest import load_script
+
+
+def test_term_scale_reports_both_terms(tmp_path):
+    script = load_script('benchmarks/amd_term_scale.py', 'amd_term_scale')
+    gen = torch.Generator().manual_seed(0)
+    train = {
+        m: torch.randn(2, 20, 8, 1280, generator=gen)
+        for m in ('rgb', 'flow')
+    }
+    path = tmp_path / 'embeddings.pth'
+    torch.save(dict(video_keys=[], views=2, train=train), path)
+    out = tmp_path / 'scale.json'
+    script.main([
+        '--embeddings',
+        str(path), '--shots', '2', '--episodes', '2', '--out',
+        str(out)
+    ])
+    result = json.loads(out.read_text())
+    assert result['relation_weight'] == 1.0 and result['episodes'] == 2
+    # both terms are positive KL divergences between different modalities
+    assert result['posterior_term'] > 0 and result['relation_term'] > 0
+    # identity adapters at construction: the gradient reaches them anyway
+    assert result['relation_adapter_grad_norm'] > 0
