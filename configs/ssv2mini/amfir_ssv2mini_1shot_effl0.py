@@ -12,7 +12,8 @@
 # episode, the support set's separation). Measured by class
 # cross-validation (benchmarks/RESULTS.md), the adapter overfits the 5
 # training classes and lowers AMFIR's novel-class accuracy by 4.6 (1 shot)
-# and 2.6 (5 shots) points; the better model here has none: --cfg-options model.rgb.cls_head.adapter=None
+# and 2.6 (5 shots) points; the better model here has none:
+# --cfg-options model.rgb.cls_head.adapter=None
 # model.flow.cls_head.adapter=None
 # With the stem frozen, flow enters as an (x, y, magnitude) image through
 # the unmodified ImageNet stem (FlowMagnitudeImage, in_channels=3): the
