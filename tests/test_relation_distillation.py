@@ -240,6 +240,9 @@ def test_recognizer_distils_relations_by_hand():
     cached = model.batch_outputs(cache, sample.metainfo,
                                  torch.arange(ways * (shots + queries))[None])
     assert 'relations' not in cached
+    # prediction (eval mode) computes none: they only feed the loss
+    model.eval()
+    assert 'relations' not in model.batch_outputs(feats, sample.metainfo)
 
 
 def test_no_relations_without_relation_weight():

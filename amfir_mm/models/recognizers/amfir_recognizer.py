@@ -266,12 +266,12 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
             ``(E, M, F)`` (:func:`episode_evidence`).  Where AMD distils
             relations (``relation_weight > 0``), also ``relations`` ``(E,
             M, S, N * K)``, each query's cosine to each support video
-            (:meth:`BaseFewShotHead.batch_relations`); only from ``(E, V *
-            T, C)`` features: they feed the loss alone, and the cached
-            meta-test only predicts.
+            (:meth:`BaseFewShotHead.batch_relations`); only in training
+            mode and from ``(E, V * T, C)`` features: they feed the loss
+            alone.
         """
         with_relations = (
-            video_index is None and self.loss_amd is not None
+            self.training and video_index is None and self.loss_amd is not None
             and getattr(self.loss_amd, 'relation_weight', 0) > 0)
         logits, pooled, supports, relations = [], [], [], []
         for m, branch in self.branches.items():
