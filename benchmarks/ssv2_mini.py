@@ -45,8 +45,11 @@ Each root is a folder of class folders of video folders of RGB frames
    and test, same rule), ``amfir_joint_scorer`` (ASI's joint MLP scorer
    instead of the shared one) and ``amfir_joint_asi`` (ASI trained with
    the branches only, no held-out stage); ``MODELS`` lists the trained
-   arms (frozen, adapter + CE, mutual learning, AMD by pi, AMD by r, AMD
-   with relation distillation);
+   arms (frozen, adapter + CE, mutual learning, AMD by pi, AMD by r).
+   ``--select`` adds ``amfir_selected``: per fold, one of ``SELECTION``'s
+   candidates (no adapter; adapter; adapter + relation distillation) and
+   AMI's sharpness, chosen by an inner class cross-validation on the
+   fold's training classes alone (:func:`select_settings`);
 4. writes ``RESULT.json``: per variant the mean accuracy over folds with a
    95% interval from a bootstrap over folds and videos (and, per fold, the
    accuracy and episode CI), the paired differences ``amfir - variant``
@@ -92,13 +95,7 @@ MODELS = dict(
     amfir_ce=dict(amd=None),
     amfir_ml=dict(amd='uniform'),
     amfir_amd_pi=dict(amd='reliability'),
-    amfir=dict(),
-    amfir_rkd=dict(
-        loss_amd=dict(
-            type='AMDLoss',
-            temperature=4.0,
-            loss_weight=1.0,
-            relation_weight=1.0)))
+    amfir=dict())
 ABLATIONS = dict(
     amfir_no_asi=dict(reliability='uniform'),
     # ASI as before the 'shared' scorer: one MLP over both modalities'
@@ -107,9 +104,25 @@ ABLATIONS = dict(
     amfir_joint_asi=dict(asi_fit='joint'))
 # amfir_mixture (fusion='mixture' instead of log-linear) was measured in
 # the run with the joint scorer (results/ssv2_mini_cv_*shot_joint_scorer
-# .json) and is no longer trained here; its label stays for those files
+# .json), amfir_rkd (relation distillation at relation_weight=1) in the
+# run after it (results/ssv2_mini_cv_*shot_shared_scorer.json); neither is
+# trained here any more (the relation weight is now one of SELECTION's
+# choices); their labels stay for those files
+# --select: the settings of ``amfir_selected`` are chosen per outer fold by
+# an inner class cross-validation on that fold's training classes only
+# (select_settings): one of these trained candidates (arms as in MODELS)
+# and AMI's test-time sharpness (``fusion_sharpness``: weights pi ** beta).
+# The relation weight 50 is where benchmarks/amd_term_scale.py puts the
+# relation term's pull on the adapters level with the posterior term's
+# (33-126 times weaker at weight 1).  Fixed before any run that reports it.
+SELECTION = dict(
+    candidates=dict(
+        frozen=dict(adapter=False),
+        adapter=dict(),
+        adapter_relations=dict(relation_weight=50.0)),
+    sharpness=(1.0, 2.0, 4.0))
 MULTIMODAL = ('amfir_frozen', 'amfir_ce', 'amfir_ml', 'amfir_amd_pi', 'amfir',
-              'amfir_rkd')
+              'amfir_rkd', 'amfir_selected')
 FLOW_METHODS = dict(
     tvl1=dict(type='TVL1FlowEstimator'),
     dis=dict(type='DISFlowEstimator', preset='medium'))
@@ -188,6 +201,17 @@ def parse_args(argv=None):
         'of ' + ', '.join(TRANSDUCTIVE) + ' and a transductive late fusion '
         'on the same episodes (predict_transductive)')
     parser.add_argument(
+        '--select',
+        action='store_true',
+        help='also train amfir_selected, its settings chosen per fold by an '
+        'inner class cross-validation on the fold\'s training classes '
+        '(SELECTION, select_settings)')
+    parser.add_argument(
+        '--inner-episodes',
+        type=int,
+        default=500,
+        help='2-way validation episodes per inner split (--select)')
+    parser.add_argument(
         '--asi-fit',
         choices=('heldout', 'joint'),
         default='heldout',
@@ -238,7 +262,9 @@ def parse_args(argv=None):
     if args.quick:
         args.iters = 20 if args.iters is None else args.iters
         args.episodes = min(args.episodes, 200)
-    for name in ('views', 'episodes', 'fit_episodes', 'shots', 'seeds'):
+        args.inner_episodes = min(args.inner_episodes, 100)
+    for name in ('views', 'episodes', 'fit_episodes', 'shots', 'seeds',
+                 'inner_episodes'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
     if args.folds < 0:
@@ -400,6 +426,9 @@ def arm_model_config(cfg, arm: dict):
                 model_cfg.amd_weights = value
         elif key == 'asi':
             model_cfg.asi = dict(model_cfg.asi, **value)
+        elif key == 'relation_weight':
+            model_cfg.loss_amd = dict(
+                model_cfg.loss_amd, relation_weight=value)
         elif key != 'asi_fit':
             model_cfg[key] = value
     return model_cfg
@@ -493,13 +522,19 @@ def cached_embeddings(path: str, compute, keys: list, views: int) -> dict:
 
 
 # -- 3. training and episodes on cached features ---------------------------
-def episodes_of(pool: dict, videos: np.ndarray, shots: int, queries: int,
-                num: int, seed: int, origin: str):
+def episodes_of(pool: dict,
+                videos: np.ndarray,
+                shots: int,
+                queries: int,
+                num: int,
+                seed: int,
+                origin: str,
+                ways: int = NUM_WAYS):
     from amfir_mm.datasets import EpisodicDataset
     return EpisodicDataset(
         VideoList([pool['keys'][v] for v in videos], pool['labels'][videos],
                   pool['classes'], origin),
-        num_ways=NUM_WAYS,
+        num_ways=ways,
         num_shots=shots,
         num_queries=queries,
         num_episodes=num,
@@ -515,11 +550,12 @@ def train_cached(cfg,
                  shots: int,
                  iters: int,
                  seed: int,
-                 asi_only: bool = False) -> float:
-    """Meta-train ``model`` for ``iters`` episodes of ``videos`` on their
-    cached training views (``(views, num_videos, T, C)`` per modality; one
-    view drawn per video and episode) with the config's optimiser and
-    schedule; returns the seconds taken.
+                 asi_only: bool = False,
+                 ways: int = NUM_WAYS) -> float:
+    """Meta-train ``model`` for ``iters`` ``ways``-way episodes of
+    ``videos`` on their cached training views (``(views, num_videos, T,
+    C)`` per modality; one view drawn per video and episode) with the
+    config's optimiser and schedule; returns the seconds taken.
 
     ``asi_only``: train the reliability net alone on ``loss_asi`` (the
     second ASI stage), every other parameter frozen."""
@@ -538,7 +574,7 @@ def train_cached(cfg,
         scheds.append(PARAM_SCHEDULERS.build(sched))
     episodes = episodes_of(pool, videos, shots,
                            cfg.train_dataloader.dataset.num_queries, iters,
-                           seed, 'training classes')
+                           seed, 'training classes', ways)
     rng = np.random.default_rng(seed)
     num_views = next(iter(views.values())).shape[0]
     model.train()
@@ -955,7 +991,8 @@ def comparisons(names: list) -> list:
         for control in ('mean_pi', 'shuffled_pi'):
             if name != 'amfir' and f'{name}_{control}' in names:
                 pairs.append((name, f'{name}_{control}'))
-    for name in ('amfir_ml', 'amfir_amd_pi', 'amfir', 'amfir_rkd'):
+    for name in ('amfir_ml', 'amfir_amd_pi', 'amfir', 'amfir_rkd',
+                 'amfir_selected'):
         for m in ('rgb', 'flow'):
             if f'{name}_{m}' in names and f'amfir_ce_{m}' in names:
                 pairs.append((f'{name}_{m}', f'amfir_ce_{m}'))
@@ -1031,22 +1068,104 @@ def default_iters(cfg, args) -> int:
     return cfg.train_cfg.max_iters // (1 if args.shots == 1 else 3)
 
 
-def train_arm(cfg, args, arm: dict, feats: dict, pool: dict,
-              train_videos: np.ndarray, iters: int, seed: int) -> tuple:
-    """Build and meta-train one model (and, for a multimodal one with
-    ``asi_fit='heldout'``, its held-out ASI stage); returns the model and
-    the seconds taken."""
+def train_arm(cfg,
+              args,
+              arm: dict,
+              feats: dict,
+              pool: dict,
+              train_videos: np.ndarray,
+              iters: int,
+              seed: int,
+              ways: int = NUM_WAYS) -> tuple:
+    """Build and meta-train one model on ``ways``-way episodes (and, for a
+    multimodal one with ``asi_fit='heldout'``, its held-out ASI stage);
+    returns the model and the seconds taken."""
     start = time.monotonic()
     torch.manual_seed(seed)  # the same initial weights in every arm
     model = build_model(cfg, arm)
     initial = copy.deepcopy(model.state_dict())
-    train_cached(cfg, model, feats['train'], pool, train_videos, args.shots,
-                 iters, seed)
+    train_cached(
+        cfg,
+        model,
+        feats['train'],
+        pool,
+        train_videos,
+        args.shots,
+        iters,
+        seed,
+        ways=ways)
     if getattr(model, 'asi', None) is not None and arm.get(
             'asi_fit', args.asi_fit) == 'heldout':
         fit_asi_heldout(cfg, model, initial, arm, feats, pool, train_videos,
                         args.shots, iters, seed + 7)
     return model, time.monotonic() - start
+
+
+def inner_splits(train_cls: list, held_out: int = 2) -> list:
+    """The inner class folds of an outer fold's training classes: split
+    ``i`` holds out the ``held_out`` classes ``i, i + 1, ...`` (cyclically)
+    for validation and meta-trains on the rest, so every class is held out
+    equally often (``len(train_cls)`` splits).
+
+    Raises:
+        ValueError: too few classes for 2-way validation episodes and 2-way
+            meta-training.
+    """
+    n = len(train_cls)
+    if held_out < 2 or n - held_out < 2:
+        raise ValueError(f'inner folds need >= 2 classes on either side; '
+                         f'{n} training classes, {held_out} held out')
+    splits = []
+    for i in range(n):
+        out = [train_cls[(i + j) % n] for j in range(held_out)]
+        splits.append(([c for c in train_cls if c not in out], out))
+    return splits
+
+
+def select_settings(cfg, args, pool: dict, feats: dict, train_cls: list,
+                    fold: int, iters: int) -> dict:
+    """Choose ``amfir_selected``'s settings for one outer fold from its
+    training classes alone (the fold's evaluation classes are never
+    touched): for every inner split (:func:`inner_splits`: 3 classes to
+    meta-train on in 3-way episodes, 2 held out) each candidate of
+    ``SELECTION`` is meta-trained (one seed; ASI trained with the branches,
+    no held-out stage) and scored on ``--inner-episodes`` fixed-seed 2-way
+    episodes of the held-out classes at every sharpness; the setting with
+    the best mean fused accuracy over the splits wins, ties going to the
+    earlier candidate and the smaller sharpness (the simpler model).
+
+    Returns:
+        dict: ``candidate``, ``sharpness``, the winning ``arm`` and
+        ``inner_accuracy`` (%, per setting, mean over the splits).
+    """
+    labels, test = pool['labels'], feats['test']
+    accuracy = {}
+    for i, (inner_train, inner_val) in enumerate(inner_splits(train_cls)):
+        train_videos = np.flatnonzero(np.isin(labels, inner_train))
+        val_videos = np.flatnonzero(np.isin(labels, inner_val))
+        val_eps = episodes_of(pool, val_videos, args.shots, 1,
+                              args.inner_episodes, args.seed + 100 + i,
+                              'inner validation classes', len(inner_val))
+        for name, arm in SELECTION['candidates'].items():
+            model, _ = train_arm(cfg, args, dict(arm,
+                                                 asi_fit='joint'), feats, pool,
+                                 train_videos, iters, 5000 + 100 * fold + i,
+                                 len(inner_train))
+            val_feats = {m: test[m][val_videos] for m in model.modalities}
+            for beta in SELECTION['sharpness']:
+                model.fusion_sharpness = beta
+                pred = predict_all(model, val_eps, val_feats)
+                ok = pred['pred_score'].argmax(-1) == pred['labels']
+                accuracy.setdefault(f'{name} beta={beta:g}',
+                                    []).append(100 * float(ok.mean()))
+    means = {k: round(float(np.mean(v)), 2) for k, v in accuracy.items()}
+    best = max(means, key=means.get)  # the first of equal ones
+    name, beta = best.split(' beta=')
+    return dict(
+        candidate=name,
+        sharpness=float(beta),
+        arm=dict(SELECTION['candidates'][name], fusion_sharpness=float(beta)),
+        inner_accuracy=means)
 
 
 def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
@@ -1066,6 +1185,17 @@ def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
     correct, runs, trainable = {}, {}, {}
     info = dict(train_s={}, loglinear_global_w_rgb=[])
     start = time.monotonic()
+    if args.select:
+        choice = select_settings(cfg, args, pool, feats, list(train_cls), fold,
+                                 iters)
+        models['amfir_selected'] = choice.pop('arm')
+        info['selection'] = dict(
+            choice, seconds=round(time.monotonic() - start, 1))
+        print(
+            f'  fold {fold + 1}: inner folds chose {choice["candidate"]}, '
+            f'sharpness {choice["sharpness"]:g}, '
+            f'{time.monotonic() - start:.0f} s',
+            flush=True)
     for s in range(args.seeds):
         preds, fit, fusion, transductive = {}, {}, {}, {}
         for name, arm in models.items():
@@ -1243,6 +1373,10 @@ def main(argv=None):
         iters=iters,
         seeds=args.seeds,
         asi_fit=args.asi_fit,
+        selection=dict(
+            candidates=SELECTION['candidates'],
+            sharpness=SELECTION['sharpness'],
+            inner_episodes=args.inner_episodes) if args.select else None,
         transductive=args.transductive,
         views=args.views,
         fit_episodes=args.fit_episodes,
@@ -1274,6 +1408,8 @@ ARM_LABELS = dict(
     amfir_amd_pi='AMFIR + adapter, AMD weighted by π',
     amfir='**AMFIR (adapter, AMD weighted by r, held-out ASI, AMI)**',
     amfir_rkd='AMFIR + relation distillation (support-video similarities)',
+    amfir_selected='AMFIR, settings chosen on inner folds of the training '
+    'classes',
     amfir_no_asi='ablation: no ASI (π = ½ at training and test)',
     amfir_joint_scorer="ablation: ASI's joint MLP scorer instead of the "
     'shared one',
@@ -1385,6 +1521,18 @@ def report_summary(results: list) -> str:
             ('relation distillation: AMFIR − AMFIR + relations',
              lambda r: _diff(r, 'amfir', 'amfir_rkd')),
         ]
+    if 'amfir_selected' in results[0]['asi']:
+        rows += [
+            ('AMFIR, settings chosen on inner folds − best single-modality '
+             'model', lambda r: _diff(r, 'amfir_selected', r['_best'])),
+            ('AMFIR, settings chosen on inner folds − its mean-π control',
+             lambda r: _diff(r, 'amfir_selected', 'amfir_selected_mean_pi')),
+            ('AMFIR, settings chosen on inner folds: AUROC of π_flow (%)',
+             lambda r:
+             f'{r["asi"]["amfir_selected"]["auroc_flow"]["mean"]:.1f}'),
+            ('AMFIR, settings chosen on inner folds − AMFIR (the config)',
+             lambda r: _diff(r, 'amfir_selected', 'amfir')),
+        ]
     if 'amfir_frozen' in results[0]['asi']:
         rows += [
             ('AMFIR on frozen features − best single-modality model',
@@ -1407,6 +1555,8 @@ def report_summary(results: list) -> str:
                                                  for r in results) + ' |')
     for r in results:
         del r['_best']
+    if results[0].get('selection'):
+        lines += [''] + report_selection(results)
     shown = [
         m for m in ('amfir_frozen', 'amfir')
         if m in results[0].get('signal_auroc', {})
@@ -1423,6 +1573,29 @@ def report_summary(results: list) -> str:
             ]
             lines.append(f'| {key} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def report_selection(results: list) -> list:
+    """The inner folds' choices per outer fold and each setting's inner
+    accuracy, mean over the outer folds (``--select``)."""
+    cols = [f'{r["shots"]}-shot' for r in results]
+    lines = [
+        '| inner-fold selection | ' + ' | '.join(cols) + ' |',
+        '|---' * (len(cols) + 1) + '|'
+    ]
+    chosen = [[f['selection'] for f in r['folds']] for r in results]
+    lines.append('| chosen per outer fold (candidate, sharpness) | ' +
+                 ' | '.join(', '.join(f'{c["candidate"]} {c["sharpness"]:g}'
+                                      for c in folds)
+                            for folds in chosen) + ' |')
+    for key in chosen[0][0]['inner_accuracy']:
+        cells = [
+            f'{np.mean([c["inner_accuracy"][key] for c in folds]):.2f}'
+            for folds in chosen
+        ]
+        lines.append(f'| inner 2-way accuracy (%), {key} | ' +
+                     ' | '.join(cells) + ' |')
+    return lines
 
 
 def report_markdown(results: list, paths: list) -> str:
@@ -1508,7 +1681,11 @@ def report_markdown(results: list, paths: list) -> str:
             '/'.join(f'{w:.2f}' for w in f['loglinear_global_w_rgb'])
             for f in r['folds']),
         embed=lambda r: f'embedding pass {r["timings"]["embed_s"]} s',
-        train=lambda r: f'all folds {r["timings"]["folds_s"]} s',
+        train=lambda r: f'all folds {r["timings"]["folds_s"]} s' +
+        (', of which inner-fold selection ' + str(
+            round(sum(f['selection']['seconds']
+                      for f in r['folds']), 1)) + ' s'
+         if r.get('selection') else ''),
         wall=lambda r: f'whole run {r["wall_s"]} s (load average at the '
         f'end {r["load_average"][0]})',
         date=lambda r: f'{r["date"]}, {r["machine"]}')

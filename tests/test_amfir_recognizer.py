@@ -227,6 +227,27 @@ def test_no_ami_only_changes_test_fusion():
 
 
 @pytest.mark.slow
+def test_fusion_sharpness_only_changes_test_fusion():
+    plain, sharp = build(), build(fusion_sharpness=2.0)
+    for model in (plain, sharp):
+        with torch.no_grad():
+            model.asi.mlp[-1].bias.copy_(torch.tensor([1.0, -1.0]))
+    plain_losses, sharp_losses = losses_of(plain), losses_of(sharp)
+    for key, value in plain_losses.items():
+        torch.testing.assert_close(sharp_losses[key], value)
+    a, b = predict(plain)[0], predict(sharp)[0]
+    # hand computation: weights pi^2 / (pi_rgb^2 + pi_flow^2)
+    pi = a.reliability
+    torch.testing.assert_close(b.reliability, pi**2 / (pi**2).sum(1, True))
+    w = b.reliability[:, :, None]
+    fused = (w[:, 0] * b.rgb_score.log() + w[:, 1] * b.flow_score.log())
+    torch.testing.assert_close(b.pred_score, fused.softmax(1))
+    assert not torch.allclose(a.pred_score, b.pred_score)
+    with pytest.raises(ValueError, match='fusion_sharpness'):
+        build(fusion_sharpness=-1.0)
+
+
+@pytest.mark.slow
 def test_single_modality_ablations():
     full = build()
     full_losses = losses_of(full)
@@ -465,14 +486,18 @@ def reference_prediction(model, feats, meta):
                        pooled if model.asi.uses_features else None).exp()
     else:
         pi = torch.full(log_probs.shape[:2], 1 / num)
-    weights = pi if model.adaptive_inference else torch.full_like(pi, 0.5)
+    # AMI's weights: pi ** beta, renormalised
+    sharpened = pi**model.fusion_sharpness
+    sharpened = sharpened / sharpened.sum(-1, keepdim=True)
+    weights = sharpened if model.adaptive_inference else torch.full_like(
+        pi, 0.5)
     scores = (
         fuse_posteriors(log_probs, weights, model.fusion).exp()
         if num > 1 else log_probs[:, 0].exp())
     out = dict(pred_score=scores, reliability=torch.zeros(len(pi), 2))
     for s, m in enumerate(model.modalities):
         out[f'{m}_score'] = log_probs[:, s].exp()
-        out['reliability'][:, ('rgb', 'flow').index(m)] = pi[:, s]
+        out['reliability'][:, ('rgb', 'flow').index(m)] = sharpened[:, s]
     return out
 
 
@@ -481,6 +506,7 @@ def reference_prediction(model, feats, meta):
         dict(),
         dict(asi=dict(feature_channels=(16, 16))),
         dict(fusion='mixture', adaptive_inference=False),
+        dict(fusion_sharpness=3.0),
         dict(
             rgb=dict(
                 cls_head=dict(
@@ -492,8 +518,8 @@ def reference_prediction(model, feats, meta):
         dict(modalities=('flow', )),
     ],
     ids=[
-        'otam_asi', 'asi_features', 'mixture_no_ami', 'trx_prototype',
-        'flow_only'
+        'otam_asi', 'asi_features', 'mixture_no_ami', 'sharpened_ami',
+        'trx_prototype', 'flow_only'
     ])
 def test_batched_predictions_equal_per_episode(overrides):
     model = build(init=False, **overrides).eval()

@@ -232,10 +232,10 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert (tmp_path / 'work' / 'flow_dis' / 'eval').is_dir()
 
     out = tmp_path / 'cv.json'
-    bench.main(
-        base +
-        ['--out',
-         str(out), '--folds', '2', '--ablations', '--transductive'])
+    bench.main(base + [
+        '--out',
+        str(out), '--folds', '2', '--ablations', '--transductive', '--select'
+    ])
     result = json.loads(out.read_text())
     assert result['timings']['flow_s'] < 60  # cached
     assert result['num_folds'] == 2 and result['videos'] == 100
@@ -252,8 +252,23 @@ def test_quick_runs(bench, shared_data, tmp_path):
     } <= set(result['variants'])
     assert set(result['asi']) == {
         'amfir_frozen', 'amfir_ce', 'amfir_ml', 'amfir_amd_pi', 'amfir',
-        'amfir_rkd', 'amfir_joint_asi', 'amfir_joint_scorer'
+        'amfir_selected', 'amfir_joint_asi', 'amfir_joint_scorer'
     }
+    # the inner folds chose among the candidates, on training classes only
+    settings = {
+        f'{c} beta={b:g}'
+        for c in bench.SELECTION['candidates']
+        for b in bench.SELECTION['sharpness']
+    }
+    for fold in result['folds']:
+        chosen = fold['selection']
+        assert set(chosen['inner_accuracy']) == settings
+        best = max(chosen['inner_accuracy'].values())
+        assert chosen['inner_accuracy'][
+            f'{chosen["candidate"]} beta={chosen["sharpness"]:g}'] == best
+    assert ('amfir_selected', 'amfir_selected_mean_pi') in [
+        tuple(k.split('-')) for k in result['paired']
+    ]
     for v in result['variants'].values():
         assert len(v['per_fold']) == 2
         assert v['acc'] == pytest.approx(np.mean(v['per_fold']), abs=0.01)
@@ -261,6 +276,8 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert 'ablation: no ASI' in table and 'AUROC' in table
     assert 'label-free signals' in table
     assert 'AMFIR − best single-modality model' in table
+    assert 'inner-fold selection' in table
+    assert 'settings chosen on inner folds − best single' in table
     assert table.count('<details>') == 1 and table.endswith('</details>')
 
 
@@ -312,6 +329,19 @@ def test_split_videos_halves_each_class(bench):
     assert np.array_equal(again[0], first)
 
 
+def test_inner_splits_hold_each_class_out_equally(bench):
+    splits = bench.inner_splits([3, 5, 6, 8, 9])
+    assert len(splits) == 5
+    assert splits[0] == ([6, 8, 9], [3, 5])
+    assert splits[4] == ([5, 6, 8], [9, 3])
+    for train, held_out in splits:
+        assert sorted(train + held_out) == [3, 5, 6, 8, 9]
+    counts = np.bincount([c for _, out in splits for c in out])
+    assert set(counts[[3, 5, 6, 8, 9]]) == {2}
+    with pytest.raises(ValueError, match='2 classes on either side'):
+        bench.inner_splits([0, 1, 2])
+
+
 def test_arm_configs_change_one_thing(bench):
     from mmengine.config import Config
     cfg = Config.fromfile(bench.CONFIG)
@@ -334,6 +364,11 @@ def test_arm_configs_change_one_thing(bench):
     assert (scorer.asi.scorer, scorer.asi.hidden_channels) == ('joint', 32)
     assert scorer.asi.episode_evidence == cfg.model.asi.episode_evidence
     assert cfg.model.asi.scorer == 'shared'
+    relations = bench.arm_model_config(
+        cfg, bench.SELECTION['candidates']['adapter_relations'])
+    assert relations.loss_amd == dict(cfg.model.loss_amd, relation_weight=50)
+    assert relations.rgb.cls_head.adapter == cfg.model.rgb.cls_head.adapter
+    assert 'relation_weight' not in cfg.model.loss_amd
     joint = bench.arm_model_config(cfg, bench.ABLATIONS['amfir_joint_asi'])
     assert 'asi_fit' not in joint
     assert cfg.model.rgb.cls_head.adapter  # the config is not changed

@@ -52,15 +52,18 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
       ``AMDLoss(relation_weight > 0)`` also each query's relations to the
       support videos (cosines of the adapted video embeddings).
     * AMI: the fused posterior weights each modality by ``pi``
-      (:func:`fuse_posteriors`).
+      (:func:`fuse_posteriors`), at meta-test sharpened to ``pi_m **
+      beta / sum_s pi_s ** beta`` with ``beta = fusion_sharpness`` (1:
+      ``pi`` itself; > 1: the per-query choice counts more; 0: uniform).
 
     Loss keys: ``loss_<m> = CE(p_m, y)``, ``loss_fused = lambda_fuse *
     CE(p_fused, y)``, ``loss_amd = lambda_AMD * AMD``, ``loss_asi =
     lambda_ASI * KL(r || pi)``, plus ``acc_<m>``, ``acc_fused`` and the mean
     ``reliability_<m>``.  ``predict`` sets per episode ``pred_score`` (fused
     posterior ``(M, N)``), ``pred_label``, ``<m>_score`` (each modality's
-    posterior), ``reliability`` (``pi``, ``(M, 2)``, columns ``('rgb',
-    'flow')``, 0 for an absent modality) and ``selected_modality``
+    posterior), ``reliability`` (AMI's weights: ``pi`` sharpened by
+    ``fusion_sharpness``, ``(M, 2)``, columns ``('rgb', 'flow')``, 0 for an
+    absent modality) and ``selected_modality``
     (``argmax pi``: 0 = rgb, 1 = flow); the cached meta-test runs through
     :class:`EpisodicInferenceMixin`'s methods.
 
@@ -88,6 +91,8 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
         asi (dict): reliability net options (``ActiveSampleInference``).
         fusion (str): AMI mode, ``'log_linear'`` or ``'mixture'``.
         adaptive_inference (bool): weight by ``pi`` at test time.
+        fusion_sharpness (float): AMI's exponent ``beta >= 0`` on ``pi``
+            at test time (training fuses with ``pi`` itself).
         detach_reliability (bool): detach ``pi`` in fusion and AMD.
         amd_weights (str): AMD's teacher weights, one of ``AMD_WEIGHTS``.
         loss_fused (dict, optional): loss on the fused log-posterior.
@@ -108,6 +113,7 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
                  asi: Optional[dict] = None,
                  fusion: str = 'log_linear',
                  adaptive_inference: bool = True,
+                 fusion_sharpness: float = 1.0,
                  detach_reliability: bool = True,
                  amd_weights: str = 'reliability',
                  loss_fused: Optional[dict] = dict(type='CrossEntropyLoss'),
@@ -131,10 +137,14 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
         if fusion not in FUSION_MODES:
             raise ValueError(f'fusion must be one of {FUSION_MODES}, got '
                              f'{fusion!r}')
+        if not fusion_sharpness >= 0:  # also refuses NaN
+            raise ValueError('fusion_sharpness must be >= 0, got '
+                             f'{fusion_sharpness!r}')
         self.modalities = tuple(m for m in ALL_MODALITIES if m in modalities)
         self.input_keys = dict(DEFAULT_INPUT_KEYS, **(input_keys or {}))
         self.fusion = fusion
         self.adaptive_inference = adaptive_inference
+        self.fusion_sharpness = float(fusion_sharpness)
         self.detach_reliability = detach_reliability
         self.amd_weights = amd_weights
         self.pretrained_in_channels = pretrained_in_channels
@@ -411,7 +421,9 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
         """The prediction fields of ``E`` episodes of one shape, one dict
         per episode of tensors of its own (see the class doc)."""
         out = self.batch_outputs(feats, meta, video_index)
-        log_probs, pi = out['log_probs'], out['log_pi'].exp()
+        log_probs = out['log_probs']
+        # AMI's weights: pi ** beta, normalised (beta = 1: pi itself)
+        pi = F.softmax(self.fusion_sharpness * out['log_pi'], dim=-1)
         if len(self.modalities) > 1:
             weights = pi if self.adaptive_inference else \
                 self._uniform(log_probs)
