@@ -461,3 +461,38 @@ def test_flow_frame_errors_print_plain_numbers(tmp_path):
     assert str(below.value) == 'frame index 0 is below start_index 1'
     for err in (missing.value, corrupt.value):
         assert 'y_00001.jpg' in str(err) and 'np.' not in str(err)
+
+
+def test_train_non_finite_loss_is_one_line(frame_tree, tmp_path, capsys,
+                                           monkeypatch):
+    """A loss that is not finite stops ``tools/train.py`` with the guard's
+    one-line message (iteration, loss term, what to do) on stderr, status
+    1, its traceback in the run's log. At iteration 1 nothing has trained
+    yet: the run's folder goes, as for a data error, its log kept in the
+    temp folder."""
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    config = tmp_path / 'cfg.py'
+    config.write_text(
+        CONFIG.format(
+            root=PROJECT_ROOT,
+            split=frame_tree['split'],
+            frames=frame_tree['root']) +
+        # 1e999 is inf: every loss_cls is inf from the first iteration
+        "model['cls_head']['loss_cls'] = dict(type='CrossEntropyLoss', "
+        'loss_weight=1e999)\n')
+    tool = load_script('tools/train.py', 'amfir_train_tool_nonfinite')
+    work = tmp_path / 'work'
+    status = run_tool(tool.main, 'train',
+                      [str(config), '--work-dir',
+                       str(work)], **tool.TOOL_ERRORS)
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert err.count('\n') == 1, err
+    assert err.startswith('NonFiniteLossError: non-finite loss at iteration '
+                          '1 of 4: loss_cls = inf'), err
+    log = re.search(r'^full traceback: (.*)$', out, re.M).group(1)
+    assert Path(log).parent == tmp_path / 'amfir_mm'
+    text = Path(log).read_text()
+    assert 'Traceback (most recent call last)' in text
+    assert 'Config:' in text  # the run's own log, moved
+    assert not work.exists()

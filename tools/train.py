@@ -24,10 +24,18 @@ import sys
 
 from mmengine.config import Config, DictAction
 
+from amfir_mm.engine import NonFiniteLossError
 from amfir_mm.utils import (UnsupportedOptionError, apply_train_options,
                             close_distributed)
 from amfir_mm.utils.tool import (build_tool_runner, print_header, run_header,
                                  run_tool)
+
+# how run_tool reports them: an unsupported option as ``error: ...``; a
+# non-finite loss as one line ``NonFiniteLossError: ...`` (it names the
+# iteration and the loss terms), its traceback in the run's log
+TOOL_ERRORS = dict(
+    usage_errors=(UnsupportedOptionError, ),
+    reported_errors=(NonFiniteLossError, ))
 
 
 def parse_args(argv=None):
@@ -100,4 +108,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_tool(main, 'train', usage_errors=(UnsupportedOptionError, )))
+    sys.exit(run_tool(main, 'train', **TOOL_ERRORS))

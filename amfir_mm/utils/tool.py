@@ -443,17 +443,22 @@ def _write_traceback(err: BaseException, run: ToolRun) -> str:
     return log
 
 
-def run_tool(main: Callable,
-             tool: str,
-             argv: Optional[Sequence] = None,
-             usage_errors: Tuple[type, ...] = ()) -> int:
+def run_tool(
+    main: Callable,
+    tool: str,
+    argv: Optional[Sequence] = None,
+    usage_errors: Tuple[type, ...] = (),
+    reported_errors: Tuple[type, ...] = ()
+) -> int:
     """Run a tool's ``main(argv)`` and return the exit status.
 
     A project data error (:data:`DATA_ERRORS`) is printed as one line
     ``<ErrorType>: <message naming the file>`` on stderr, its traceback
     is written to the log file (``full traceback: PATH`` on stdout), and a
     run that failed before training leaves no work dir behind
-    (:class:`ToolRun`); status 1. ``usage_errors`` are printed as
+    (:class:`ToolRun`); status 1. ``reported_errors`` (errors whose
+    message says what happened and what to do, e.g. a non-finite loss) are
+    printed the same way. ``usage_errors`` are printed as
     ``error: <message>``, status 1. Any other exception propagates
     (a bug: the traceback is the useful report). ``main``'s return value
     is the status if it is an int, else 0.
@@ -463,12 +468,13 @@ def run_tool(main: Callable,
     try:
         status = main(argv)
         return status if isinstance(status, int) else 0
-    except DATA_ERRORS + tuple(usage_errors) as err:
+    except DATA_ERRORS + tuple(reported_errors) + tuple(usage_errors) as err:
         log = _write_traceback(err, run)
         log = run.remove_failed_run() or log
         print(f'full traceback: {log}', flush=True)
         line = f'error: {err}' if isinstance(err, tuple(usage_errors)) and \
-            not isinstance(err, DATA_ERRORS) else error_line(err)
+            not isinstance(err, DATA_ERRORS + tuple(reported_errors)) \
+            else error_line(err)
         print(line, file=sys.stderr, flush=True)
         return 1
     except BaseException:  # a bug or Ctrl-C: the traceback is the report
