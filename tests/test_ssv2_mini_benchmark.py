@@ -266,6 +266,14 @@ def test_quick_runs(bench, shared_data, tmp_path):
         best = max(chosen['inner_accuracy'].values())
         assert chosen['inner_accuracy'][
             f'{chosen["candidate"]} beta={chosen["sharpness"]:g}'] == best
+    # a candidate trained as an existing arm reuses its model: its branches
+    # are that arm's (AMI's sharpness changes only the fusion)
+    twin = dict(frozen='amfir_frozen', adapter='amfir')
+    for f, fold in enumerate(result['folds']):
+        other = twin.get(fold['selection']['candidate'])
+        for m in ('rgb', 'flow') if other else ():
+            assert result['variants'][f'amfir_selected_{m}']['per_fold'][
+                f] == result['variants'][f'{other}_{m}']['per_fold'][f]
     assert ('amfir_selected', 'amfir_selected_mean_pi') in [
         tuple(k.split('-')) for k in result['paired']
     ]
@@ -340,6 +348,21 @@ def test_inner_splits_hold_each_class_out_equally(bench):
     assert set(counts[[3, 5, 6, 8, 9]]) == {2}
     with pytest.raises(ValueError, match='2 classes on either side'):
         bench.inner_splits([0, 1, 2])
+
+
+def test_training_twin_finds_an_arm_trained_alike(bench):
+    models = dict(
+        flow=dict(modalities=['flow'], adapter=False),
+        amfir_frozen=dict(adapter=False),
+        amfir=dict(),
+        amfir_selected=dict(adapter=False, fusion_sharpness=2.0))
+    assert bench.training_twin(models, 'amfir_selected') == 'amfir_frozen'
+    assert bench.training_twin(models, 'amfir') is None
+    assert bench.training_twin(models, 'flow') is None
+    models['amfir_selected'] = dict(relation_weight=50.0)
+    assert bench.training_twin(models, 'amfir_selected') is None
+    models['amfir_selected'] = dict(fusion_sharpness=1.0)
+    assert bench.training_twin(models, 'amfir_selected') == 'amfir'
 
 
 def test_arm_configs_change_one_thing(bench):
