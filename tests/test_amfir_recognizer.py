@@ -209,41 +209,46 @@ def test_no_asi_uses_half_and_keeps_amd():
                                16 * (0.5 * kl).sum(1).mean())
 
 
+def _weights_by_hand(pi, overrides):
+    """AMI's test-time weights ``(M, 2)`` from ``pi``: ``1/2`` without AMI,
+    else ``pi ** beta`` renormalised."""
+    if overrides.get('adaptive_inference') is False:
+        return torch.full_like(pi, 0.5)
+    sharpened = pi**overrides.get('fusion_sharpness', 1.0)
+    return sharpened / sharpened.sum(1, keepdim=True)
+
+
 @pytest.mark.slow
-def test_no_ami_only_changes_test_fusion():
-    full, no_ami = build(), build(adaptive_inference=False)
-    for model in (full, no_ami):
+@pytest.mark.parametrize(
+    'overrides', [dict(adaptive_inference=False),
+                  dict(fusion_sharpness=2.0)],
+    ids=['no_ami', 'sharpness'])
+def test_ami_options_only_change_test_fusion(overrides):
+    """No AMI (``pi = 1/2`` at test) and a sharpened AMI (``pi ** 2``)
+    leave every training loss as it is and fuse log-linearly with the
+    weights computed by hand."""
+    full, other = build(), build(**overrides)
+    for model in (full, other):
         with torch.no_grad():
             model.asi.mlp[-1].bias.copy_(torch.tensor([1.0, -1.0]))
-    full_losses, no_ami_losses = losses_of(full), losses_of(no_ami)
+    full_losses, other_losses = losses_of(full), losses_of(other)
     for key, value in full_losses.items():
-        torch.testing.assert_close(no_ami_losses[key], value)
-    a, b = predict(full)[0], predict(no_ami)[0]
-    torch.testing.assert_close(a.reliability, b.reliability)
+        torch.testing.assert_close(other_losses[key], value)
+    a, b = predict(full)[0], predict(other)[0]
     torch.testing.assert_close(a.rgb_score, b.rgb_score)
-    uniform = (0.5 * b.rgb_score.log() + 0.5 * b.flow_score.log()).softmax(1)
-    torch.testing.assert_close(b.pred_score, uniform)
+    weights = _weights_by_hand(a.reliability, overrides)
+    if 'fusion_sharpness' in overrides:  # reliability: AMI's weights
+        torch.testing.assert_close(b.reliability, weights)
+    else:  # pi itself
+        torch.testing.assert_close(b.reliability, a.reliability)
+    fused = (weights[:, :1] * b.rgb_score.log() +
+             weights[:, 1:] * b.flow_score.log()).softmax(1)
+    torch.testing.assert_close(b.pred_score, fused)
     assert not torch.allclose(a.pred_score, b.pred_score)
 
 
-@pytest.mark.slow
-def test_fusion_sharpness_only_changes_test_fusion():
-    plain, sharp = build(), build(fusion_sharpness=2.0)
-    for model in (plain, sharp):
-        with torch.no_grad():
-            model.asi.mlp[-1].bias.copy_(torch.tensor([1.0, -1.0]))
-    plain_losses, sharp_losses = losses_of(plain), losses_of(sharp)
-    for key, value in plain_losses.items():
-        torch.testing.assert_close(sharp_losses[key], value)
-    a, b = predict(plain)[0], predict(sharp)[0]
-    # hand computation: weights pi^2 / (pi_rgb^2 + pi_flow^2)
-    pi = a.reliability
-    torch.testing.assert_close(b.reliability, pi**2 / (pi**2).sum(1, True))
-    w = b.reliability[:, :, None]
-    fused = (w[:, 0] * b.rgb_score.log() + w[:, 1] * b.flow_score.log())
-    torch.testing.assert_close(b.pred_score, fused.softmax(1))
-    assert not torch.allclose(a.pred_score, b.pred_score)
-    with pytest.raises(ValueError, match='fusion_sharpness'):
+def test_negative_fusion_sharpness_is_refused():
+    with pytest.raises(ValueError, match='fusion_sharpness must be >= 0'):
         build(fusion_sharpness=-1.0)
 
 
