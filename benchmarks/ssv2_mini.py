@@ -1499,8 +1499,10 @@ def report_summary(results: list) -> str:
         ]
 
     lines = head('model: fused accuracy (%) [95% fold-and-video bootstrap]')
-    models = [m for m in MODELS if m in results[0]['variants']]
-    models += [m for m in ABLATIONS if m in results[0]['variants']]
+    models = [
+        m for m in (*MODELS, 'amfir_selected', *ABLATIONS)
+        if m in results[0]['variants']
+    ]
     for m in models:
         lines.append(f'| {variant_label(m)} | ' +
                      ' | '.join(_acc(r, m) for r in results) + ' |')
@@ -1553,8 +1555,8 @@ def report_summary(results: list) -> str:
             ('AMFIR, settings chosen on inner folds: AUROC of π_flow (%)',
              lambda r:
              f'{r["asi"]["amfir_selected"]["auroc_flow"]["mean"]:.1f}'),
-            ('AMFIR, settings chosen on inner folds − AMFIR (the config)',
-             lambda r: _diff(r, 'amfir_selected', 'amfir')),
+            ('AMFIR (the config) − AMFIR, settings chosen on inner folds',
+             lambda r: _diff(r, 'amfir', 'amfir_selected')),
         ]
     if 'amfir_frozen' in results[0]['asi']:
         rows += [
