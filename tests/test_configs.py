@@ -278,3 +278,14 @@ def test_train_script_fails_clearly_without_data(tmp_path):
     assert last == ('FileNotFoundError: data not found at '
                     'data/ssv2_full/splits/train.txt: the split file is '
                     'missing'), proc.stderr[-2000:]
+
+
+def test_ssv2mini_noadapter_config_drops_only_the_adapters():
+    base = load('configs/ssv2mini/amfir_ssv2mini_1shot_effl0.py').model
+    frozen = load(
+        'configs/ssv2mini/amfir_ssv2mini_1shot_effl0_noadapter.py').model
+    assert base.rgb.cls_head.adapter.type == 'TemporalAdapter'
+    for m in ('rgb', 'flow'):
+        assert frozen[m].cls_head.adapter is None
+        frozen[m].cls_head.adapter = base[m].cls_head.adapter
+    assert frozen.to_dict() == base.to_dict()
