@@ -1460,7 +1460,10 @@ def variant_label(name: str) -> str:
         return ARM_LABELS[name]
     for suffix, text in SUFFIXES.items():
         if name.endswith(suffix) and name[:-len(suffix)] in ARM_LABELS:
-            return ARM_LABELS[name[:-len(suffix)]].strip('*') + text
+            base = ARM_LABELS[name[:-len(suffix)]].strip('*')
+            if base.endswith('s') and text.startswith("'s"):
+                text = "'" + text[2:]  # "the classes' RGB branch"
+            return base + text
     return name
 
 

@@ -411,3 +411,15 @@ def test_comparisons_cover_the_goals(bench):
     assert ('amfir_rgb', 'amfir_ce_rgb') in pairs  # does AMD lift RGB?
     assert ('amfir_transductive', 'flow_transductive') in pairs
     assert ('amfir', 'amfir_ce_rgb') not in pairs  # other models' parts
+
+
+def test_variant_labels(bench):
+    assert bench.variant_label('amfir_rgb') == (
+        "AMFIR (the config: adapter, AMD weighted by r, ASI, AMI)'s RGB "
+        'branch')
+    assert bench.variant_label('amfir_selected_flow') == (
+        'AMFIR, settings chosen on inner folds of the training classes\' '
+        'flow branch')
+    assert bench.variant_label('amfir_selected_mean_pi').endswith(
+        'classes, π = mean π of the test queries')
+    assert bench.variant_label('unknown_x') == 'unknown_x'
