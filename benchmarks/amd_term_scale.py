@@ -6,12 +6,12 @@ the relation term of ``AMDLoss`` on real video features.
         --shots 1 --out benchmarks/results/amd_term_scale.json
 
 Reads the frozen-backbone embeddings that ``benchmarks/ssv2_mini.py``
-caches, builds its ``amfir_rkd`` arm (the config's model with
-``AMDLoss(relation_weight=1)``) as constructed, before any training (the
-adapters are the identity), and over ``--episodes`` random 5-way K-shot
-episodes of the cached training views (labels are not read: both terms
-are label-free with ``pi = 1/2``) reports the mean value of each term and
-the L2 norm of its gradient on the adapters' weights.  The ratio says how
+caches, builds the config's model with ``AMDLoss(relation_weight=1)``
+(the arm ``dict(relation_weight=1.0)``) as constructed, before any
+training (the adapters are the identity), and over ``--episodes`` random
+5-way K-shot episodes of the cached training views (labels are not read:
+both terms are label-free with ``pi = 1/2``) reports the mean value of
+each term and the L2 norm of its gradient on the adapters' weights.  The ratio says how
 much the relation term can move the representation next to the posterior
 term at the same weight.
 """
@@ -65,7 +65,7 @@ def main(argv=None):
     cfg = bench.load_config(
         argparse.Namespace(config=bench.CONFIG, cfg_options=None))
     with DefaultScope.overwrite_default_scope('mmaction'):
-        model = bench.build_model(cfg, bench.MODELS['amfir_rkd'])
+        model = bench.build_model(cfg, dict(relation_weight=1.0))
     loss = model.loss_amd
     train = torch.load(
         args.embeddings, map_location='cpu', weights_only=True)['train']
