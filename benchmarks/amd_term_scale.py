@@ -11,9 +11,9 @@ caches, builds the config's model with ``AMDLoss(relation_weight=1)``
 training (the adapters are the identity), and over ``--episodes`` random
 5-way K-shot episodes of the cached training views (labels are not read:
 both terms are label-free with ``pi = 1/2``) reports the mean value of
-each term and the L2 norm of its gradient on the adapters' weights.  The ratio says how
-much the relation term can move the representation next to the posterior
-term at the same weight.
+each term and the L2 norm of its gradient on the adapters' weights.  The
+ratio says how much the relation term can move the representation next
+to the posterior term at the same weight.
 """
 import argparse
 import json
