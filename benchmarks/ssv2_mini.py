@@ -1130,7 +1130,8 @@ def select_settings(cfg, args, pool: dict, feats: dict, train_cls: list,
     meta-train on in 3-way episodes, 2 held out) each candidate of
     ``SELECTION`` is meta-trained (one seed; ASI trained with the branches,
     no held-out stage) and scored on ``--inner-episodes`` fixed-seed 2-way
-    episodes of the held-out classes at every sharpness; the setting with
+    episodes of the held-out classes at every sharpness (predicted once,
+    the branches re-fused with ``pi ** beta``); the setting with
     the best mean fused accuracy over the splits wins, ties going to the
     earlier candidate and the smaller sharpness (the simpler model).
 
@@ -1138,6 +1139,7 @@ def select_settings(cfg, args, pool: dict, feats: dict, train_cls: list,
         dict: ``candidate``, ``sharpness``, the winning ``arm`` and
         ``inner_accuracy`` (%, per setting, mean over the splits).
     """
+    from amfir_mm.models.fusion import sharpen_reliability
     labels, test = pool['labels'], feats['test']
     accuracy = {}
     for i, (inner_train, inner_val) in enumerate(inner_splits(train_cls)):
@@ -1152,10 +1154,13 @@ def select_settings(cfg, args, pool: dict, feats: dict, train_cls: list,
                                  train_videos, iters, 5000 + 100 * fold + i,
                                  len(inner_train))
             val_feats = {m: test[m][val_videos] for m in model.modalities}
-            for beta in SELECTION['sharpness']:
-                model.fusion_sharpness = beta
-                pred = predict_all(model, val_eps, val_feats)
-                ok = pred['pred_score'].argmax(-1) == pred['labels']
+            pred = predict_all(model, val_eps, val_feats)  # beta = 1
+            branches = [pred['rgb_score'], pred['flow_score']]
+            log_pi = torch.from_numpy(pred['reliability']).double().log()
+            for beta in SELECTION['sharpness']:  # AMI's rule, re-fused
+                weights = sharpen_reliability(log_pi, beta).numpy()
+                fused = fuse(branches, weights, model.fusion)
+                ok = fused.argmax(-1) == pred['labels']
                 accuracy.setdefault(f'{name} beta={beta:g}',
                                     []).append(100 * float(ok.mean()))
     means = {k: round(float(np.mean(v)), 2) for k, v in accuracy.items()}

@@ -8,7 +8,7 @@ import torch
 import amfir_mm  # noqa: F401
 from amfir_mm.models.fusion import (ActiveSampleInference,
                                     cross_modal_evidence, fuse_posteriors,
-                                    posterior_evidence)
+                                    posterior_evidence, sharpen_reliability)
 from amfir_mm.models.losses import AMDLoss, ASILoss
 
 # one query, two modalities (rgb, flow), three classes; ground truth 0
@@ -168,6 +168,16 @@ def test_fusion_by_hand():
         fuse_posteriors(lp, w, 'mixture').exp()[0].numpy(), mix, rtol=1e-10)
     with pytest.raises(ValueError):
         fuse_posteriors(lp, w, 'max')
+
+
+def test_sharpened_reliability_by_hand():
+    pi = torch.tensor([[0.2, 0.8], [0.5, 0.5]], dtype=torch.float64)
+    sharp = sharpen_reliability(pi.log(), 2.0)
+    np.testing.assert_allclose(sharp[0].numpy(), [0.04 / 0.68, 0.64 / 0.68])
+    np.testing.assert_allclose(sharp[1].numpy(), [0.5, 0.5])
+    torch.testing.assert_close(sharpen_reliability(pi.log(), 1.0), pi)
+    torch.testing.assert_close(
+        sharpen_reliability(pi.log(), 0.0), torch.full_like(pi, 0.5))
 
 
 def test_mixture_with_zero_weight_has_finite_gradient():

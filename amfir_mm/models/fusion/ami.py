@@ -33,3 +33,16 @@ def fuse_posteriors(log_probs: torch.Tensor,
         return torch.logsumexp(log_w + log_probs, dim=1)
     raise ValueError(f'fusion mode must be one of {FUSION_MODES}, got '
                      f'{mode!r}')
+
+
+def sharpen_reliability(log_pi: torch.Tensor, beta: float) -> torch.Tensor:
+    """AMI's test-time weights ``pi_m ** beta / sum_s pi_s ** beta``.
+
+    Args:
+        log_pi: ``(..., S)`` log-reliabilities of ``S`` modalities.
+        beta: sharpness ``>= 0`` (1: ``pi`` itself; 0: uniform).
+
+    Returns:
+        ``(..., S)`` weights summing to 1 over the last dimension.
+    """
+    return F.softmax(beta * log_pi, dim=-1)

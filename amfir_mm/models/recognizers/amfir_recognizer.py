@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 from mmengine.model import BaseModel, ModuleDict
 
-from ..fusion import FUSION_MODES, episode_evidence, fuse_posteriors
+from ..fusion import (FUSION_MODES, episode_evidence, fuse_posteriors,
+                      sharpen_reliability)
 from ..utils import (build_with_input_channels, map_episode_batches,
                      pooled_videos, pretrained_inputs)
 from ..utils.episodes import top1_accuracy, unbatch
@@ -422,8 +423,7 @@ class AMFIRRecognizer(EpisodicInferenceMixin, BaseModel):
         per episode of tensors of its own (see the class doc)."""
         out = self.batch_outputs(feats, meta, video_index)
         log_probs = out['log_probs']
-        # AMI's weights: pi ** beta, normalised (beta = 1: pi itself)
-        pi = F.softmax(self.fusion_sharpness * out['log_pi'], dim=-1)
+        pi = sharpen_reliability(out['log_pi'], self.fusion_sharpness)
         if len(self.modalities) > 1:
             weights = pi if self.adaptive_inference else \
                 self._uniform(log_probs)
