@@ -40,7 +40,11 @@ def parse_args(argv=None):
     parser.add_argument('--shots', type=int, default=1)
     parser.add_argument('--queries', type=int, default=2)
     parser.add_argument('--episodes', type=int, default=20)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help="seed of the episodes and of the adapters' initial weights")
     parser.add_argument('--out', required=True)
     return parser.parse_args(argv)
 
@@ -64,6 +68,7 @@ def main(argv=None):
     start = time.monotonic()
     cfg = bench.load_config(
         argparse.Namespace(config=bench.CONFIG, cfg_options=None))
+    torch.manual_seed(args.seed)  # the adapters' random projections
     with DefaultScope.overwrite_default_scope('mmaction'):
         model = bench.build_model(cfg, dict(relation_weight=1.0))
     loss = model.loss_amd
