@@ -115,9 +115,15 @@ ABLATIONS = dict(
 # The relation weight 50 is where benchmarks/amd_term_scale.py puts the
 # relation term's pull on the adapters level with the posterior term's
 # (33-126 times weaker at weight 1).  Fixed before any run that reports it.
+# frozen_asi_disagreement: ASI's loss on the disagreement queries only
+# (ASILoss(queries='disagreement')), added by the argument in ASILoss's
+# docstring before any run measured it, to the frozen candidate only (the
+# cheap one to train: the selection's time budget).
 SELECTION = dict(
     candidates=dict(
         frozen=dict(adapter=False),
+        frozen_asi_disagreement=dict(
+            adapter=False, loss_asi=dict(queries='disagreement')),
         adapter=dict(),
         adapter_relations=dict(relation_weight=50.0)),
     sharpness=(1.0, 2.0, 4.0))
@@ -411,8 +417,8 @@ def pool_videos(datasets: dict) -> dict:
 
 
 def arm_model_config(cfg, arm: dict):
-    """``cfg.model`` changed as the arm says (see ``MODELS``); an ``asi``
-    entry is merged into the config's."""
+    """``cfg.model`` changed as the arm says (see ``MODELS``); an ``asi`` or
+    ``loss_asi`` entry is merged into the config's."""
     model_cfg = copy.deepcopy(cfg.model)
     for key, value in arm.items():
         if key == 'adapter':
@@ -424,8 +430,8 @@ def arm_model_config(cfg, arm: dict):
                 model_cfg.loss_amd = None
             else:
                 model_cfg.amd_weights = value
-        elif key == 'asi':
-            model_cfg.asi = dict(model_cfg.asi, **value)
+        elif key in ('asi', 'loss_asi'):
+            model_cfg[key] = dict(model_cfg[key], **value)
         elif key == 'relation_weight':
             model_cfg.loss_amd = dict(
                 model_cfg.loss_amd, relation_weight=value)

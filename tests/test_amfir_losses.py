@@ -9,7 +9,7 @@ import amfir_mm  # noqa: F401
 from amfir_mm.models.fusion import (ActiveSampleInference,
                                     cross_modal_evidence, fuse_posteriors,
                                     posterior_evidence, sharpen_reliability)
-from amfir_mm.models.losses import AMDLoss, ASILoss
+from amfir_mm.models.losses import AMDLoss, ASILoss, disagreement_mask
 
 # one query, two modalities (rgb, flow), three classes; ground truth 0
 P_RGB = [0.7, 0.2, 0.1]
@@ -61,6 +61,47 @@ def test_asi_loss_is_kl_of_target_and_pi():
     expected = 0.5 * np.mean([np_kl(t, p) for t, p in zip(targets, pi)])
     value = loss(pi.log(), lp, labels)
     assert float(value) == pytest.approx(expected, rel=1e-10)
+
+
+def test_asi_disagreement_loss_by_hand():
+    """queries='disagreement': the KL of the all-queries loss, averaged
+    over the queries where exactly one modality's top-1 is right."""
+    both_right = [P_RGB, P_FLOW]  # label 0: both argmax 0
+    flow_right = [[0.2, 0.7, 0.1], P_FLOW]  # rgb says 1, flow 0
+    rgb_right = [P_RGB, [0.3, 0.3, 0.4]]  # flow says 2
+    both_wrong = [[0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]
+    lp = log_probs(both_right, flow_right, rgb_right, both_wrong)
+    labels = torch.tensor([0, 0, 0, 0])
+    pi = torch.tensor([[0.5, 0.5], [0.8, 0.2], [0.1, 0.9], [0.6, 0.4]],
+                      dtype=torch.float64)
+    assert disagreement_mask(lp, labels).tolist() == [
+        False, True, True, False
+    ]
+    eps, beta, temp = 0.1, 1.0, 0.5
+    pref = np.full(3, eps / 3)
+    pref[0] += 1 - eps
+    targets = []
+    for pair in (flow_right, rgb_right):
+        energies = [
+            -(pref * np.log(p)).sum() - beta * (np.multiply(p, np.log(p))).sum()
+            for p in np.asarray(pair)
+        ]
+        targets.append(np_softmax(-np.asarray(energies) / temp))
+    expected = 2.0 * np.mean(
+        [np_kl(targets[0], pi[1]),
+         np_kl(targets[1], pi[2])])
+    loss = ASILoss(temperature=temp, queries='disagreement', loss_weight=2.0)
+    assert float(loss(pi.log(), lp, labels)) == pytest.approx(
+        expected, rel=1e-10)
+    # the flow-right query's target prefers flow, the rgb-right one rgb
+    assert targets[0][1] > 0.5 > targets[1][1]
+    # no disagreement in the episode: zero, and a zero gradient
+    logits = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    value = loss(logits.log_softmax(-1), lp[[0, 3]], labels[:2])
+    value.backward()
+    assert float(value.detach()) == 0 and not logits.grad.any()
+    with pytest.raises(ValueError, match='queries must be one of'):
+        ASILoss(queries='confident')
 
 
 def test_asi_gradient_moves_pi_toward_target():

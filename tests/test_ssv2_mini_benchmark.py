@@ -392,6 +392,12 @@ def test_arm_configs_change_one_thing(bench):
     assert relations.loss_amd == dict(cfg.model.loss_amd, relation_weight=50)
     assert relations.rgb.cls_head.adapter == cfg.model.rgb.cls_head.adapter
     assert 'relation_weight' not in cfg.model.loss_amd
+    disagreement = bench.arm_model_config(
+        cfg, bench.SELECTION['candidates']['frozen_asi_disagreement'])
+    assert disagreement.loss_asi == dict(
+        cfg.model.loss_asi, queries='disagreement')
+    assert 'adapter' not in disagreement.flow.cls_head
+    assert 'queries' not in cfg.model.loss_asi
     joint = bench.arm_model_config(cfg, bench.ABLATIONS['amfir_joint_asi'])
     assert 'asi_fit' not in joint
     assert cfg.model.rgb.cls_head.adapter  # the config is not changed
