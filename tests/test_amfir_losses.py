@@ -83,7 +83,7 @@ def test_asi_disagreement_loss_by_hand():
     targets = []
     for pair in (flow_right, rgb_right):
         energies = [
-            -(pref * np.log(p)).sum() - beta * (np.multiply(p, np.log(p))).sum()
+            -(pref * np.log(p)).sum() - beta * (p * np.log(p)).sum()
             for p in np.asarray(pair)
         ]
         targets.append(np_softmax(-np.asarray(energies) / temp))
