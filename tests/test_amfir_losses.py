@@ -74,9 +74,7 @@ def test_asi_disagreement_loss_by_hand():
     labels = torch.tensor([0, 0, 0, 0])
     pi = torch.tensor([[0.5, 0.5], [0.8, 0.2], [0.1, 0.9], [0.6, 0.4]],
                       dtype=torch.float64)
-    assert disagreement_mask(lp, labels).tolist() == [
-        False, True, True, False
-    ]
+    assert disagreement_mask(lp, labels).tolist() == [False, True, True, False]
     eps, beta, temp = 0.1, 1.0, 0.5
     pref = np.full(3, eps / 3)
     pref[0] += 1 - eps

@@ -135,7 +135,6 @@ class ASILoss(BaseWeightedLoss):
         target = self.target(log_probs, labels)
         if self.queries == 'all':
             return F.kl_div(log_reliability, target, reduction='batchmean')
-        per_query = F.kl_div(
-            log_reliability, target, reduction='none').sum(-1)
+        per_query = F.kl_div(log_reliability, target, reduction='none').sum(-1)
         mask = disagreement_mask(log_probs, labels).to(per_query.dtype)
         return (per_query * mask).sum() / mask.sum().clamp_min(1)
