@@ -12,7 +12,7 @@ changes no more than the breakage needs, and is idempotent. The README's
     python -c "import amfir_mm; print(amfir_mm.compat.applied())"
 
 :func:`applied` maps each active fix's name to a one-line reason. The first
-four are applied by ``import amfir_mm`` (:func:`apply_all`); the MMFlow ones
+five are applied by ``import amfir_mm`` (:func:`apply_all`); the MMFlow ones
 when MMFlow is used.
 
 ``mmaction_drn_stub`` (:func:`patch_mmaction_drn`)
@@ -31,6 +31,14 @@ when MMFlow is used.
     inside ``torch.serialization.safe_globals(...)`` listing exactly what an
     MMEngine checkpoint holds (:func:`mmengine_checkpoint_globals`). An
     untrusted pickle is still refused; ``torch.load`` elsewhere is untouched.
+``mmengine_safe_url_checkpoints`` (:func:`safe_url_checkpoints`)
+    MMEngine (<= 0.10.x) loads ``http(s)://`` checkpoints (``load_from``,
+    ``Pretrained`` init, ``load_checkpoint``; ``torchvision://`` and
+    ``open-mmlab://`` URLs too) with ``torch.hub.load_state_dict_from_url``,
+    whose ``weights_only`` is False by default, so a downloaded checkpoint
+    could run code when loaded. Guard: mmengine < 0.11 calling that
+    function. Fix: it loads with ``weights_only=True`` and the allow-list
+    above (:func:`load_url_safely`).
 ``mmengine_cpu_pytorch_launcher`` (:func:`allow_cpu_pytorch_launcher`)
     MMEngine's ``pytorch`` launcher calls ``torch.cuda.set_device``
     unconditionally and its DDP wrapper passes ``device_ids``; both fail on
@@ -74,7 +82,7 @@ import pickle
 import sys
 import types
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Dict, List, Optional, Tuple
 
 _DRN_MODULE = 'mmaction.models.localizers.drn'
@@ -384,6 +392,80 @@ def allow_mmengine_checkpoint_globals() -> bool:
 
 
 # --------------------------------------------------------------------------
+# mmengine_safe_url_checkpoints
+
+
+def load_url_safely(url: str,
+                    model_dir: Optional[str] = None,
+                    map_location=None,
+                    progress: bool = True,
+                    check_hash: bool = False,
+                    file_name: Optional[str] = None):
+    """``torch.hub.load_state_dict_from_url`` with torch's safe loading.
+
+    The download (and its cache in ``model_dir``, by default
+    ``<torch hub dir>/checkpoints``) is torch's; the file is then loaded
+    with ``weights_only=True`` inside
+    ``torch.serialization.safe_globals(mmengine_checkpoint_globals())``,
+    as a local checkpoint is (:func:`load_from_local_safely`).
+
+    Raises:
+        pickle.UnpicklingError: the file holds something else than tensors
+            and MMEngine's checkpoint objects; the message names the URL
+            and the downloaded file.
+    """
+    import torch
+    allow = getattr(torch.serialization, 'safe_globals', None)
+    with allow(mmengine_checkpoint_globals()) if allow else nullcontext():
+        try:
+            return torch.hub.load_state_dict_from_url(
+                url,
+                model_dir=model_dir,
+                map_location=map_location,
+                progress=progress,
+                check_hash=check_hash,
+                file_name=file_name,
+                weights_only=True)
+        except pickle.UnpicklingError as err:
+            cached = os.path.join(
+                model_dir or os.path.join(torch.hub.get_dir(), 'checkpoints'),
+                file_name or os.path.basename(url.split('?')[0]))
+            raise pickle.UnpicklingError(
+                f'{url} (downloaded to {cached}): refused by torch\'s safe '
+                f'(weights_only) loader: {err}') from None
+
+
+def safe_url_checkpoints() -> bool:
+    """Load MMEngine's ``http(s)://`` checkpoints with torch's safe loading.
+
+    MMEngine's ``load_from_http`` (``http://``, ``https://``, and through it
+    ``torchvision://``, ``open-mmlab://``, ``mmcls://`` URLs) calls
+    ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults
+    to False in every torch release: a downloaded checkpoint could run
+    code when loaded. Guard: mmengine < 0.11 and its checkpoint module
+    still calls that function. Fix: it calls :func:`load_url_safely`
+    instead (the download and rank-0-first order are unchanged).
+
+    Returns:
+        bool: True if patched (now or before).
+    """
+    import torch
+    from mmengine.runner import checkpoint
+    if checkpoint.load_url is load_url_safely:
+        return True
+    mmengine_release = _release('mmengine')
+    if checkpoint.load_url is not torch.hub.load_state_dict_from_url or \
+            mmengine_release is None or mmengine_release >= (0, 11, 0):
+        return False
+    checkpoint.load_url = load_url_safely
+    _ACTIVE['mmengine_safe_url_checkpoints'] = (
+        f'mmengine {_version("mmengine")} loads http(s) checkpoints through '
+        'torch.hub.load_state_dict_from_url, weights_only=False by default: '
+        'they load weights_only, with the local checkpoints\' allow-list')
+    return True
+
+
+# --------------------------------------------------------------------------
 # mmengine_cpu_pytorch_launcher
 
 
@@ -538,4 +620,5 @@ def apply_all() -> None:
     patch_mmaction_drn()
     guard_mmaction_vindlu()
     allow_mmengine_checkpoint_globals()
+    safe_url_checkpoints()
     allow_cpu_pytorch_launcher()

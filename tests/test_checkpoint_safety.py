@@ -1,12 +1,15 @@
 """MMEngine checkpoints load with torch's safe (weights_only) loader.
 
-``import amfir_mm`` lets MMEngine's local checkpoint loader accept exactly the
-globals an MMEngine checkpoint holds (``amfir_mm.compat``): a real Runner
-resumes, a pickle that would run code is refused, and plain ``torch.load``
-keeps torch's default.
+``import amfir_mm`` lets MMEngine's local and ``http(s)://`` checkpoint
+loaders accept exactly the globals an MMEngine checkpoint holds
+(``amfir_mm.compat``): a real Runner resumes, a pickle that would run code is
+refused, and plain ``torch.load`` keeps torch's default.
 """
+import functools
+import http.server
 import os
 import pickle
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +255,73 @@ def test_narrowed_getattr():
                       (np.ndarray, 'tofile'), (os, 'system')]:
         with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
             compat._history_buffer_getattr(obj, name)
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """``(folder, url_of)``: files put in ``folder`` are served over HTTP on
+    localhost; torch's hub cache is in ``tmp_path``."""
+    folder = tmp_path / 'served'
+    folder.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, lambda name: f'http://127.0.0.1:{server.server_port}/{name}'
+    server.shutdown()
+    thread.join()
+
+
+def test_url_loader_is_the_safe_one():
+    from mmengine.runner import checkpoint
+    assert 'mmengine_safe_url_checkpoints' in compat.applied()
+    assert checkpoint.load_url is compat.load_url_safely
+    # torch's own function is not changed for anyone else
+    assert torch.hub.load_state_dict_from_url.__module__ == 'torch.hub'
+
+
+def test_url_checkpoint_loads(tmp_path, served):
+    """A real Runner's checkpoint (HistoryBuffer logs, numpy values),
+    downloaded over HTTP, loads through load_checkpoint and the loader."""
+    folder, url_of = served
+    runner = _runner(tmp_path / 'run', interrupt_after=2)
+    with pytest.raises(_Interrupted):
+        runner.train()
+    (folder / 'iter_2.pth').write_bytes(
+        (tmp_path / 'run' / 'iter_2.pth').read_bytes())
+    model = LineModel()
+    nn.init.zeros_(model.fc.weight)
+    load_checkpoint(model, url_of('iter_2.pth'), map_location='cpu')
+    torch.testing.assert_close(model.fc.weight, runner.model.fc.weight)
+    loaded = CheckpointLoader.load_checkpoint(url_of('iter_2.pth'))
+    assert isinstance(loaded['message_hub']['log_scalars']['train/loss'],
+                      HistoryBuffer)
+    assert (tmp_path / 'torch_home/hub/checkpoints/iter_2.pth').is_file()
+
+
+@pytest.mark.parametrize('payload,refusal', [
+    (_WritesFile, 'pathlib'),
+    (_WritesFileViaNumpy, 'refusing getattr'),
+])
+def test_url_checkpoint_that_runs_code_is_refused(tmp_path, served, payload,
+                                                  refusal):
+    folder, url_of = served
+    marker = tmp_path / 'pwned.txt'
+    torch.save(
+        dict(state_dict=LineModel().state_dict(), extra=payload(marker)),
+        folder / 'evil.pth')
+    url = url_of('evil.pth')
+    for load in (lambda: CheckpointLoader.load_checkpoint(url),
+                 lambda: load_checkpoint(LineModel(), url)):
+        with pytest.raises(pickle.UnpicklingError) as info:
+            load()
+        assert url in str(info.value) and 'evil.pth' in str(info.value)
+        assert refusal in str(info.value)
+        assert not marker.exists()
+    # the payload is real: torch.hub's default load (weights_only=False),
+    # which MMEngine called, runs it
+    torch.hub.load_state_dict_from_url(url)
+    assert marker.exists()
