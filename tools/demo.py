@@ -19,9 +19,10 @@ import os.path as osp
 import sys
 import time
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 from amfir_mm.datasets.synthetic_shapes import make_shapes_dataset
+from amfir_mm.utils.config import load_config
 from amfir_mm.utils.tool import (accuracy_summary, build_tool_runner,
                                  describe_episodes, print_header, run_tool,
                                  set_metric_out_dir)
@@ -46,7 +47,7 @@ def main(argv=None):
         help='override config entries')
     args = parser.parse_args(argv)
 
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = args.work_dir

@@ -18,10 +18,11 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
 from amfir_mm.utils import close_distributed
+from amfir_mm.utils.config import load_config
 from amfir_mm.utils.tool import (accuracy_summary, apply_test_options,
                                  build_tool_runner, print_header, run_header,
                                  run_tool)
@@ -62,7 +63,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg, save_episodes_to = apply_test_options(
-        Config.fromfile(args.config),
+        load_config(args.config),
         args.config,
         args.checkpoint,
         work_dir=args.work_dir,

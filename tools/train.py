@@ -22,11 +22,12 @@ import argparse
 import os
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 from amfir_mm.engine import NonFiniteLossError
 from amfir_mm.utils import (UnsupportedOptionError, apply_train_options,
                             close_distributed)
+from amfir_mm.utils.config import load_config
 from amfir_mm.utils.tool import (build_tool_runner, print_header, run_header,
                                  run_tool)
 
@@ -87,7 +88,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = apply_train_options(
-        Config.fromfile(args.config),
+        load_config(args.config),
         args.config,
         work_dir=args.work_dir,
         resume=args.resume,

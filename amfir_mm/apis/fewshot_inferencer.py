@@ -77,6 +77,7 @@ from ..flow.mmflow_estimator import UnsupportedDeviceError
 from ..flow.quantization import DEFAULT_FLOW_BOUND
 from ..flow.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameReadError,
                             list_frame_files)
+from ..utils.config import load_config, registry_error
 from ..utils.io import DataError, list_folder
 
 __all__ = [
@@ -322,7 +323,9 @@ class FewShotInferencer:
 
     Args:
         config (str | Path | Config): an amfir-mm config (rawframe- or
-            video-based, RGB + flow or RGB only).
+            video-based, RGB + flow or RGB only).  A file that cannot be
+            read, or whose model names an unregistered type, is a
+            :class:`~amfir_mm.utils.config.ConfigError`.
         checkpoint (str, optional): a checkpoint of that config's model;
             ``None`` initialises the model (``init_weights``: pretrained
             backbones such as the EfficientNet-Lite0 config's get their
@@ -349,7 +352,7 @@ class FewShotInferencer:
                  batch_size: int = 8,
                  episode_batch_size: int = 16) -> None:
         cfg = (
-            Config.fromfile(str(config))
+            load_config(config)
             if isinstance(config, (str, Path)) else copy.deepcopy(config))
         if not isinstance(cfg, Config):
             raise TypeError(f'config must be a path or a Config, got '
@@ -360,7 +363,13 @@ class FewShotInferencer:
                 f'device={device!r}, but torch.cuda.is_available() is False '
                 f'(torch {torch.__version__}); use device=\'cpu\'')
         init_default_scope(cfg.get('default_scope', 'mmaction'))
-        model = MODELS.build(cfg.model)
+        try:
+            model = MODELS.build(cfg.model)
+        except KeyError as err:  # a type of the config is not registered
+            config_error = registry_error(err, getattr(cfg, 'filename', None))
+            if config_error is None:
+                raise
+            raise config_error from err
         if checkpoint is None:
             model.init_weights()
         else:

@@ -32,6 +32,7 @@ import time
 import traceback
 from typing import Callable, Iterable, Optional, Sequence, Tuple
 
+from .config import registry_error
 from .io import DataError, error_line
 
 #: The errors a tool reports as one line: bad input data, missing files.
@@ -132,6 +133,7 @@ class ToolRun:
         self.work_dir_existed = True
         self.entries_before = frozenset()
         self.runner = None
+        self.config = None  # set by load_config
 
     def before_runner(self, work_dir: str) -> None:
         """Record what ``work_dir`` holds before the runner is built."""
@@ -452,7 +454,9 @@ def run_tool(
 ) -> int:
     """Run a tool's ``main(argv)`` and return the exit status.
 
-    A project data error (:data:`DATA_ERRORS`) is printed as one line
+    A project data error (:data:`DATA_ERRORS`; a config that cannot be read
+    or names an unregistered type is a
+    :class:`~amfir_mm.utils.config.ConfigError`) is printed as one line
     ``<ErrorType>: <message naming the file>`` on stderr, its traceback
     is written to the log file (``full traceback: PATH`` on stdout), and a
     run that failed before training leaves no work dir behind
@@ -466,7 +470,13 @@ def run_tool(
     global _CURRENT_RUN
     run = _CURRENT_RUN = ToolRun(tool)
     try:
-        status = main(argv)
+        try:
+            status = main(argv)
+        except KeyError as err:  # a type the config names is not registered
+            config_error = registry_error(err, run.config)
+            if config_error is None:
+                raise
+            raise config_error from err
         return status if isinstance(status, int) else 0
     except DATA_ERRORS + tuple(reported_errors) + tuple(usage_errors) as err:
         log = _write_traceback(err, run)
