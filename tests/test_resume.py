@@ -52,7 +52,10 @@ class RandomPoints(Dataset):
                 4, generator=torch.Generator().manual_seed(idx)))
 
 
-def dropout_runner(work_dir, max_iters, name, resume=False):
+def dropout_runner(work_dir, max_iters, name, resume=False, **options):
+    """A runner of :class:`DropoutLine` on :class:`RandomPoints`; ``options``
+    are more config entries (a launcher, ``randomness``)."""
+    options.setdefault('randomness', dict(seed=0))
     return build_runner(
         Config(
             dict(
@@ -69,10 +72,10 @@ def dropout_runner(work_dir, max_iters, name, resume=False):
                 default_hooks=dict(
                     checkpoint=dict(
                         type='CheckpointHook', interval=3, by_epoch=False)),
-                randomness=dict(seed=0),
                 resume=resume,
                 default_scope='mmaction',
-                experiment_name=name)))
+                experiment_name=name,
+                **options)))
 
 
 def test_resume_continues_the_dropout_stream(tmp_path):
@@ -89,6 +92,68 @@ def test_resume_continues_the_dropout_stream(tmp_path):
     ckpt = _load_checkpoint(
         str(tmp_path / 'cut/iter_3.pth'), map_location='cpu')
     assert ckpt['rng_state']['torch'].dtype == torch.uint8
+
+
+# -- two processes, each rank its own random stream --------------------------
+# Run by torchrun in two processes (gloo): 6 iterations at once, then 3 and
+# resumed for 3 more, with diff_rank_seed (rank r seeded 0 + r); rank 0
+# saves both runs' final weights.  DDP averages the ranks' gradients, so
+# the weights depend on both ranks' dropout masks.
+TWO_RANKS = '''
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+import amfir_mm  # noqa: F401 (the CPU launcher)
+from test_resume import dropout_runner
+
+options = dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict(
+    backend='gloo')), randomness=dict(seed=0, diff_rank_seed=True))
+work = {work!r}
+full = dropout_runner(work + '/full', 6, 'ranks_full', **options)
+full.train()
+dropout_runner(work + '/cut', 3, 'ranks_cut', **options).train()
+resumed = dropout_runner(work + '/cut', 6, 'ranks_resumed', resume=True,
+                         **options)
+resumed.train()
+if full.rank == 0:
+    torch.save(dict(full=full.model.module.state_dict(),
+                    resumed=resumed.model.module.state_dict()),
+               work + '/weights.pth')
+'''
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_their_own_dropout_streams(tmp_path):
+    """With diff_rank_seed, every rank's RNG state travels in the
+    checkpoint (which rank 0 alone writes): 6 iterations at once == 3,
+    then resumed for 3 more, in two processes."""
+    script = tmp_path / 'two_ranks.py'
+    script.write_text(
+        TWO_RANKS.format(
+            tests=str(PROJECT_ROOT / 'tests'), work=str(tmp_path)))
+    port = 29700 + os.getpid() % 1000
+    proc = subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+        '--master_port',
+        str(port),
+        str(script)
+    ],
+                          cwd=tmp_path,
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    saved = torch.load(tmp_path / 'weights.pth', weights_only=True)
+    for name, want in saved['full'].items():
+        torch.testing.assert_close(
+            saved['resumed'][name], want, rtol=0, atol=0, msg=name)
+    state = _load_checkpoint(
+        str(tmp_path / 'cut/iter_3.pth'), map_location='cpu')['rng_state']
+    ranks = state['per_rank']
+    assert len(ranks) == 2 and not torch.equal(ranks[0]['torch'],
+                                               ranks[1]['torch'])
+    assert torch.equal(ranks[0]['torch'], state['torch'])
 
 
 # -- tools/train.py killed with SIGKILL and resumed ---------------------------

@@ -71,6 +71,15 @@ class InitUntrainedModelHook(Hook):
         self._init_if_untrained(runner)
 
 
+def _rng_state() -> dict:
+    """This process's torch RNG states: ``torch`` (CPU generator) and, if
+    CUDA is in use, ``cuda`` (one state per device)."""
+    state = dict(torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Save torch's RNG states in checkpoints; restore them on resume.
@@ -86,24 +95,52 @@ class RNGStateHook(Hook):
     those states again.  Plain loading (``load_from`` without resume) does
     not touch the generators.
 
+    Distributed: MMEngine saves checkpoints on rank 0 only.  With
+    ``randomness.diff_rank_seed`` every rank draws its own stream, so after
+    each training iteration the ranks' states are gathered (one small
+    collective) and the checkpoint also holds ``per_rank``: one such dict
+    per rank; on resume with as many processes, each rank gets its own
+    back (with another number of processes, the ranks keep their seeded
+    states and a warning says so).  Without ``diff_rank_seed`` the ranks
+    draw the same stream and rank 0's state is every rank's.
+
     NumPy's and Python's generators are left alone: the data pipelines use
     them (in the dataloader workers, which MMEngine seeds per worker, or in
     the main process with ``num_workers=0``), and MMEngine's resume replays
     the dataloader up to the resumed iteration, which reproduces their
-    states.  The saved state is rank 0's (MMEngine saves checkpoints there);
-    with ``randomness.diff_rank_seed`` the other ranks keep their seeded
-    state (and a warning says so).
+    states.
     """
 
     priority = 'VERY_HIGH'
 
     def __init__(self) -> None:
         self._resumed_state = None
+        self._per_rank = None
+
+    @staticmethod
+    def _ranks_differ(runner) -> bool:
+        from mmengine.dist import get_world_size
+        return get_world_size() > 1 and bool(
+            (runner.cfg.get('randomness') or {}).get('diff_rank_seed'))
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        # before CheckpointHook (priority VERY_LOW) may save on rank 0
+        if self._ranks_differ(runner):
+            from mmengine.dist import all_gather_object
+            self._per_rank = [{
+                k:
+                v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
+                for k, v in state.items()
+            } for state in all_gather_object(_rng_state())]
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = dict(torch=torch.get_rng_state())
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state['cuda'] = torch.cuda.get_rng_state_all()
+        state = _rng_state()
+        if self._per_rank is not None:
+            state['per_rank'] = self._per_rank
         checkpoint['rng_state'] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -113,12 +150,18 @@ class RNGStateHook(Hook):
         state, self._resumed_state = self._resumed_state, None
         if state is None or runner.iter == 0:
             return
-        if runner.rank > 0 and (runner.cfg.get('randomness')
-                                or {}).get('diff_rank_seed'):
-            runner.logger.warning(
-                'diff_rank_seed: the checkpoint holds rank 0\'s RNG state '
-                f'only; rank {runner.rank} keeps its seeded state')
-            return
+        if self._ranks_differ(runner):
+            from mmengine.dist import get_world_size
+            per_rank = state.get('per_rank') or []
+            if len(per_rank) != get_world_size():
+                held = f"{len(per_rank)} ranks'" if per_rank else \
+                    "rank 0's only"
+                runner.logger.warning(
+                    f'diff_rank_seed: the checkpoint holds the RNG states of '
+                    f'{held}, this run has {get_world_size()} ranks: rank '
+                    f'{runner.rank} keeps its seeded state')
+                return
+            state = per_rank[runner.rank]
         torch.set_rng_state(state['torch'])
         if 'cuda' in state and torch.cuda.is_available():
             if len(state['cuda']) == torch.cuda.device_count():
