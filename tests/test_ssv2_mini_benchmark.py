@@ -231,6 +231,29 @@ def test_quick_runs(bench, shared_data, tmp_path):
     assert len(episodes['episodes']) == 100
     assert (tmp_path / 'work' / 'flow_dis' / 'eval').is_dir()
 
+    # benchmarks/asi_inner_fit.py on the same work dir: inner splits of
+    # the training classes only; ASI's lr multiplier reaches its weights
+    inner = load_script('benchmarks/asi_inner_fit.py', 'asi_inner_fit')
+    fit = inner.main(base[:6] + [
+        '--work-dir',
+        str(tmp_path / 'work'), '--out',
+        str(tmp_path /
+            'inner.json'), '--flow', 'dis', '--views', '1', '--use-folds', '1',
+        '--lr-mults', '1', '10', '--iters', '5', '--inner-episodes', '20'
+    ])
+    assert set(fit['runs']) == {'1', '10'}
+    for runs in fit['runs'].values():
+        assert [r['split'] for r in runs] == list(range(5))
+        for r in runs:
+            assert set(r['held_out']) < set(fit['train_classes'][0])
+            assert 0 <= r['auroc_pi'] <= 100 and 0 <= r['accuracy'] <= 100
+    # 5 Adam steps move a weight by about lr each: 1e-3 against 1e-2
+    weights = {
+        m: max(r['scorer_weight_max'] for r in runs)
+        for m, runs in fit['runs'].items()
+    }
+    assert weights['10'] > 3 * weights['1'] and weights['1'] < 0.006
+
     out = tmp_path / 'cv.json'
     bench.main(base + [
         '--out',
