@@ -460,8 +460,9 @@ def safe_url_checkpoints() -> bool:
     checkpoint.load_url = load_url_safely
     _ACTIVE['mmengine_safe_url_checkpoints'] = (
         f'mmengine {_version("mmengine")} loads http(s) checkpoints through '
-        'torch.hub.load_state_dict_from_url, weights_only=False by default: '
-        'they load weights_only, with the local checkpoints\' allow-list')
+        'torch.hub.load_state_dict_from_url, which unpickles anything by '
+        'default: they load weights_only, with the local checkpoints\' '
+        'allow-list')
     return True
 
 
