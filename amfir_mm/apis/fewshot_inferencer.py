@@ -77,7 +77,7 @@ from ..flow.mmflow_estimator import UnsupportedDeviceError
 from ..flow.quantization import DEFAULT_FLOW_BOUND
 from ..flow.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameReadError,
                             list_frame_files)
-from ..utils.config import load_config, registry_error
+from ..utils.config import config_errors_name, load_config
 from ..utils.io import DataError, list_folder
 
 __all__ = [
@@ -363,13 +363,8 @@ class FewShotInferencer:
                 f'device={device!r}, but torch.cuda.is_available() is False '
                 f'(torch {torch.__version__}); use device=\'cpu\'')
         init_default_scope(cfg.get('default_scope', 'mmaction'))
-        try:
+        with config_errors_name(getattr(cfg, 'filename', None)):
             model = MODELS.build(cfg.model)
-        except KeyError as err:  # a type of the config is not registered
-            config_error = registry_error(err, getattr(cfg, 'filename', None))
-            if config_error is None:
-                raise
-            raise config_error from err
         if checkpoint is None:
             model.init_weights()
         else:

@@ -8,7 +8,8 @@ MMEngine.
 import ast
 import os.path as osp
 import re
-from typing import Optional
+from contextlib import contextmanager
+from typing import Callable, Optional, Union
 
 from .io import DataError
 
@@ -78,3 +79,18 @@ def registry_error(err: BaseException,
     return ConfigError(
         f'{where}type {name!r} is not in the {registry} registry (a typo, '
         'or custom_imports does not import the module that registers it)')
+
+
+@contextmanager
+def config_errors_name(config: Union[str, Callable[[], Optional[str]], None]):
+    """Inside, MMEngine's "not in the registry" ``KeyError`` becomes the
+    :class:`ConfigError` of :func:`registry_error` naming ``config`` (a path,
+    or a callable that gives it when the error happens); any other error
+    passes unchanged."""
+    try:
+        yield
+    except KeyError as err:
+        error = registry_error(err, config() if callable(config) else config)
+        if error is None:
+            raise
+        raise error from err

@@ -32,7 +32,7 @@ import time
 import traceback
 from typing import Callable, Iterable, Optional, Sequence, Tuple
 
-from .config import registry_error
+from .config import config_errors_name
 from .io import DataError, error_line
 
 #: The errors a tool reports as one line: bad input data, missing files.
@@ -470,13 +470,8 @@ def run_tool(
     global _CURRENT_RUN
     run = _CURRENT_RUN = ToolRun(tool)
     try:
-        try:
+        with config_errors_name(lambda: run.config):
             status = main(argv)
-        except KeyError as err:  # a type the config names is not registered
-            config_error = registry_error(err, run.config)
-            if config_error is None:
-                raise
-            raise config_error from err
         return status if isinstance(status, int) else 0
     except DATA_ERRORS + tuple(reported_errors) + tuple(usage_errors) as err:
         log = _write_traceback(err, run)
