@@ -229,14 +229,22 @@ def parse_args(argv=None):
         type=int,
         default=2000,
         help='bootstrap replicates over folds and videos')
-    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument(
+        '--workers', type=int, default=2, help='flow extraction processes')
     parser.add_argument(
         '--threads',
         type=int,
         default=1,
-        help='torch threads for training and episodes (1: the models are '
-        'so small that more threads only wait on each other; run the shot '
-        'settings as parallel processes instead)')
+        help='torch threads for training and episodes, per process (1: '
+        'the models are so small that more threads only wait on each '
+        'other; use --fold-workers instead)')
+    parser.add_argument(
+        '--fold-workers',
+        type=int,
+        default=1,
+        help='folds trained and scored at once, in forked processes (Linux '
+        'and macOS); every fold seeds its own generators, so the results '
+        'do not depend on it (default 1: one fold after another)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -270,7 +278,7 @@ def parse_args(argv=None):
         args.episodes = min(args.episodes, 200)
         args.inner_episodes = min(args.inner_episodes, 100)
     for name in ('views', 'episodes', 'fit_episodes', 'shots', 'seeds',
-                 'inner_episodes'):
+                 'inner_episodes', 'threads', 'fold_workers'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
     if args.folds < 0:
@@ -1312,6 +1320,43 @@ def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
     return record, fold_info, trainable
 
 
+# what every fold job reads; set by run_folds before it forks the workers
+_FOLD_JOB = {}
+
+
+def _run_fold_job(fold: int) -> tuple:
+    job = _FOLD_JOB
+    train_cls, eval_cls = job['folds'][fold]
+    torch.set_num_threads(job['args'].threads)
+    return run_fold(
+        job['cfg'], job['args'], job['pool'], job['feats'], train_cls,
+        eval_cls, fold, job['iters'],
+        osp.join(job['shot_dir'], f'eval_episodes_fold{fold}.json'))
+
+
+def run_folds(cfg, args, pool: dict, feats: dict, folds: list, iters: int,
+              shot_dir: str):
+    """:func:`run_fold` of every fold, yielded in fold order; with
+    ``--fold-workers N > 1`` N folds run at once in forked processes (the
+    features are shared copy-on-write; each fold seeds every generator it
+    uses, so the results are those of a sequential run)."""
+    _FOLD_JOB.update(
+        cfg=cfg,
+        args=args,
+        pool=pool,
+        feats=feats,
+        folds=folds,
+        iters=iters,
+        shot_dir=shot_dir)
+    workers = min(args.fold_workers, len(folds))
+    if workers <= 1:
+        yield from map(_run_fold_job, range(len(folds)))
+        return
+    import multiprocessing
+    with multiprocessing.get_context('fork').Pool(workers) as processes:
+        yield from processes.imap(_run_fold_job, range(len(folds)))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.report:
@@ -1366,10 +1411,8 @@ def main(argv=None):
     os.makedirs(shot_dir, exist_ok=True)
     records, fold_infos = [], []
     start = time.monotonic()
-    for f, (train_cls, eval_cls) in enumerate(folds):
-        record, info, trainable = run_fold(
-            cfg, args, pool, feats, train_cls, eval_cls, f, iters,
-            osp.join(shot_dir, f'eval_episodes_fold{f}.json'))
+    for f, (record, info, trainable) in enumerate(
+            run_folds(cfg, args, pool, feats, folds, iters, shot_dir)):
         records.append(record)
         fold_infos.append(info)
         print(

@@ -305,11 +305,33 @@ def test_quick_runs(bench, shared_data, tmp_path):
         assert v['acc'] == pytest.approx(np.mean(v['per_fold']), abs=0.01)
     table = bench.report_markdown([result], [str(out)])
     assert 'ablation: no ASI' in table and 'AUROC' in table
+    assert_fold_workers_change_nothing(bench, base, tmp_path)
     assert 'label-free signals' in table
     assert 'AMFIR − best single-modality model' in table
     assert 'inner-fold selection' in table
     assert 'settings chosen on inner folds − best single' in table
     assert table.count('<details>') == 1 and table.endswith('</details>')
+
+
+def assert_fold_workers_change_nothing(bench, base, tmp_path):
+    """Folds run in two forked processes give the sequential results, in
+    fold order (each fold seeds its own generators)."""
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f'fold_workers{workers}.json'
+        bench.main(base + [
+            '--out',
+            str(out), '--folds', '2', '--iters', '5', '--fold-workers',
+            str(workers)
+        ])
+        runs[workers] = json.loads(out.read_text())
+    for key in ('variants', 'paired', 'asi', 'signal_auroc'):
+        assert runs[2][key] == runs[1][key], key
+    assert [f['eval_classes'] for f in runs[2]['folds']
+            ] == [f['eval_classes'] for f in runs[1]['folds']]
+    # the two folds score different classes: a swapped order would show
+    assert runs[1]['variants']['amfir']['per_fold'][0] != runs[1]['variants'][
+        'amfir']['per_fold'][1]
 
 
 def test_evidence_signals_and_aurocs_by_hand(bench):
