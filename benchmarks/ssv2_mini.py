@@ -1320,41 +1320,84 @@ def run_fold(cfg, args, pool: dict, feats: dict, train_cls, eval_cls,
     return record, fold_info, trainable
 
 
-# what every fold job reads; set by run_folds before it forks the workers
-_FOLD_JOB = {}
+def forked_map(function, count: int, workers: int, poll_s: float = 5.0):
+    """``function(i)`` for ``i`` in ``range(count)``, yielded in order of
+    ``i``, computed by ``workers`` forked processes (worker ``w`` takes
+    ``i = w, w + workers, ...``).  Forked, not a pool: the function and
+    everything it reads are inherited, never pickled (only the results
+    are).  A worker's exception is raised here with its traceback; a
+    worker that dies without a result is an error too (noticed within
+    ``poll_s`` seconds).
 
+    Raises:
+        RuntimeError: a worker failed or died.
+    """
+    import multiprocessing
+    import queue as queues
+    import traceback
+    context = multiprocessing.get_context('fork')
+    results = context.Queue()
 
-def _run_fold_job(fold: int) -> tuple:
-    job = _FOLD_JOB
-    train_cls, eval_cls = job['folds'][fold]
-    torch.set_num_threads(job['args'].threads)
-    return run_fold(
-        job['cfg'], job['args'], job['pool'], job['feats'], train_cls,
-        eval_cls, fold, job['iters'],
-        osp.join(job['shot_dir'], f'eval_episodes_fold{fold}.json'))
+    def work(indices):
+        for i in indices:
+            try:
+                results.put((i, function(i), None))
+            except BaseException:  # noqa: B902 (reported to the parent)
+                results.put((i, None, traceback.format_exc()))
+                return
+
+    processes = [
+        context.Process(
+            target=work, args=(range(w, count, workers), ), daemon=True)
+        for w in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    done = {}
+    try:
+        for i in range(count):
+            while i not in done:
+                try:
+                    j, result, error = results.get(timeout=poll_s)
+                except queues.Empty:
+                    if not any(p.is_alive() for p in processes) and \
+                            results.empty():
+                        raise RuntimeError(
+                            f'the worker for item {i} exited without a '
+                            'result (killed?)')
+                    continue
+                if error is not None:
+                    raise RuntimeError(f'item {j} failed in its worker '
+                                       f'process:\n{error}')
+                done[j] = result
+            yield done.pop(i)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
 
 
 def run_folds(cfg, args, pool: dict, feats: dict, folds: list, iters: int,
               shot_dir: str):
     """:func:`run_fold` of every fold, yielded in fold order; with
-    ``--fold-workers N > 1`` N folds run at once in forked processes (the
-    features are shared copy-on-write; each fold seeds every generator it
-    uses, so the results are those of a sequential run)."""
-    _FOLD_JOB.update(
-        cfg=cfg,
-        args=args,
-        pool=pool,
-        feats=feats,
-        folds=folds,
-        iters=iters,
-        shot_dir=shot_dir)
+    ``--fold-workers N > 1`` N folds run at once in forked processes
+    (:func:`forked_map`; the features are shared copy-on-write, and each
+    fold seeds every generator it uses, so the results are those of a
+    sequential run)."""
+
+    def one_fold(fold: int) -> tuple:
+        torch.set_num_threads(args.threads)
+        train_cls, eval_cls = folds[fold]
+        return run_fold(cfg, args, pool, feats, train_cls, eval_cls, fold,
+                        iters,
+                        osp.join(shot_dir, f'eval_episodes_fold{fold}.json'))
+
     workers = min(args.fold_workers, len(folds))
     if workers <= 1:
-        yield from map(_run_fold_job, range(len(folds)))
-        return
-    import multiprocessing
-    with multiprocessing.get_context('fork').Pool(workers) as processes:
-        yield from processes.imap(_run_fold_job, range(len(folds)))
+        yield from map(one_fold, range(len(folds)))
+    else:
+        yield from forked_map(one_fold, len(folds), workers)
 
 
 def main(argv=None):

@@ -2,7 +2,6 @@
 helpers to load a tool/benchmark script and to build episode samples."""
 import importlib.util
 import os.path as osp
-import sys
 from pathlib import Path
 
 import cv2
@@ -27,13 +26,10 @@ SHARED_DATA = SHARED / 'data'
 
 def load_script(relative_path: str, name: str):
     """Import a script of the project (``tools/…``, ``benchmarks/…``) as a
-    module without running its ``__main__`` block.  The module is in
-    ``sys.modules`` under ``name``, as an import puts it: pickle (a
-    process pool's tasks) finds its functions by that name."""
+    module without running its ``__main__`` block."""
     spec = importlib.util.spec_from_file_location(name,
                                                   PROJECT_ROOT / relative_path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -2,6 +2,7 @@
 controls' fusion, bad --folds input and the --quick runs."""
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -332,6 +333,33 @@ def assert_fold_workers_change_nothing(bench, base, tmp_path):
     # the two folds score different classes: a swapped order would show
     assert runs[1]['variants']['amfir']['per_fold'][0] != runs[1]['variants'][
         'amfir']['per_fold'][1]
+
+
+def test_forked_map_keeps_order_and_reports_failures(bench):
+    """Results in order from two forked workers; a lambda is fine (nothing
+    is pickled but the results); a worker's exception and a worker's death
+    are errors in the parent."""
+    parent = os.getpid()
+    out = list(bench.forked_map(lambda i: (i * i, os.getpid()), 5, 2))
+    assert [value for value, _ in out] == [0, 1, 4, 9, 16]
+    pids = [pid for _, pid in out]
+    assert parent not in pids and len(set(pids)) == 2
+
+    def fail(i):
+        if i == 3:
+            raise ValueError('bad item')
+        return i
+
+    with pytest.raises(RuntimeError, match=r'item 3 failed[\s\S]*bad item'):
+        list(bench.forked_map(fail, 5, 2, poll_s=0.2))
+
+    def die(i):
+        if i == 1:
+            os._exit(3)
+        return i
+
+    with pytest.raises(RuntimeError, match='item 1 exited without a result'):
+        list(bench.forked_map(die, 4, 2, poll_s=0.2))
 
 
 def test_evidence_signals_and_aurocs_by_hand(bench):
