@@ -306,12 +306,12 @@ def test_quick_runs(bench, shared_data, tmp_path):
         assert v['acc'] == pytest.approx(np.mean(v['per_fold']), abs=0.01)
     table = bench.report_markdown([result], [str(out)])
     assert 'ablation: no ASI' in table and 'AUROC' in table
-    assert_fold_workers_change_nothing(bench, base, tmp_path)
     assert 'label-free signals' in table
     assert 'AMFIR − best single-modality model' in table
     assert 'inner-fold selection' in table
     assert 'settings chosen on inner folds − best single' in table
     assert table.count('<details>') == 1 and table.endswith('</details>')
+    assert_fold_workers_change_nothing(bench, base, tmp_path)
 
 
 def assert_fold_workers_change_nothing(bench, base, tmp_path):
